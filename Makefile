@@ -1,0 +1,58 @@
+# Skein: `make run` starts the local 3-node cluster, `make test` runs the test suite.
+# Both install what is missing first (Debian packages, the .venv from requirements.txt).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# command:package pairs installed with apt when the command is missing
+APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs
+
+install: apt-deps $(VENV)/.installed
+
+apt-deps:
+	@missing=""; for pair in $(APT_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# The whole local cluster: etcd, Redis, haproxy and node1-node3 (see README for ports).
+run: install
+	mkdir -p data
+	$(VENV)/bin/honcho start
+
+# Everything but one node, e.g. `make run-without N=2`; start that node in another
+# terminal with `make run-node N=2` to kill and restart it on its own.
+run-without: install
+	mkdir -p data
+	$(VENV)/bin/honcho start etcd redis lb $(filter-out node$(N),node1 node2 node3)
+
+run-node: install
+	$(VENV)/bin/honcho start node$(N)
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-cluster: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
+
+docs: install
+	$(PY) -m mesh.config --markdown > docs/config.md
+
+clean:
+	rm -rf data

@@ -1,0 +1,49 @@
+"""Error responses in WuKongIM's shape, and the guard that turns crashes into 500s with a log line.
+
+WuKongIM answers bad requests with ``400 {"msg": "<text>", "status": 400}``; Skein uses
+the same body for every HTTP error it raises, so clients written against WuKongIM keep
+working. An unexpected exception is logged once (with the request path) and answered
+with ``500 {"msg": "internal error", "status": 500}``; tests require that never to happen.
+"""
+from __future__ import annotations
+
+import logging
+
+import falcon
+
+log = logging.getLogger("api.errors")
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    code = int(exc.status_code)
+    msg = exc.title or ""
+    if exc.description:
+        msg = f"{msg}: {exc.description}" if msg else exc.description
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"msg": msg, "status": code}
+    if exc.headers:
+        for k, v in exc.headers.items():
+            resp.set_header(k, v)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    if isinstance(exc, falcon.HTTPError):
+        raise exc
+    log.exception("request %s %s failed", req.method, req.path)
+    resp.status = falcon.HTTP_500
+    resp.media = {"msg": "internal error", "status": 500}
+
+
+def bad_request(msg: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(title=msg)
+
+
+def install(app: falcon.App) -> None:
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, _reraise_http)
+
+
+def _reraise_http(req, resp, exc, params):  # keep falcon's own handling of HTTPError
+    serialize_error(req, resp, exc)
+    resp.status = exc.status

@@ -1,0 +1,132 @@
+"""The controller role: one node at a time, elected through etcd, owns the slot table.
+
+Election: every node whose etcd session is alive tries to create the ``controller``
+key under its own lease whenever the key is absent; etcd lets exactly one succeed.
+When the controller dies its lease expires, the key vanishes and the others race
+again, so a new controller exists within the lease TTL. ``transfer(target)`` hands
+the key over atomically (the key is rewritten under the target's lease).
+
+While controller, the node recomputes the slot table (``slot_table.plan``) after
+every change it sees (members, drains, removals, slot leaders' reports) and writes it
+with a transaction that succeeds only if it still holds the controller key and the
+table is the one it read, so a deposed controller can never overwrite a newer table.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from coordinator.cluster_view import ClusterView
+from coordinator.etcd_client import Etcd
+from coordinator.membership import Membership
+from coordinator.slot_table import SlotTable, check_invariants, plan
+from mesh import metrics
+from mesh.wake_loop import WakeLoop
+
+log = logging.getLogger("coordinator.controller")
+
+PositionsFn = Callable[[SlotTable, set[int]], dict[int, dict[int, tuple[int, int]]]]
+
+
+class Controller:
+    def __init__(self, etcd: Etcd, view: ClusterView, membership: Membership, node_id: int, *,
+                 slot_count: int, replica_count: int, positions: PositionsFn | None = None,
+                 max_copies: int = 8) -> None:
+        self.etcd = etcd
+        self.view = view
+        self.membership = membership
+        self.node_id = node_id
+        self.slot_count = slot_count
+        self.replica_count = replica_count
+        self.positions = positions
+        self.max_copies = max_copies
+        self.key = etcd.key("controller")
+        self.slots_key = etcd.key("slots")
+        self._was_controller = False
+        self._loop = WakeLoop("controller pass", self._pass, interval=2.0, settle=0.05, logger=log)
+        view.listen(self._loop.wake)
+        membership.on_session_change(self._loop.wake)
+
+    @property
+    def is_controller(self) -> bool:
+        return self.view.controller == self.node_id and self.membership.session_alive
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    def _pass(self) -> None:
+        if self.view.controller is None and self.membership.session_alive:
+            self._campaign()
+        now = self.is_controller
+        metrics.is_controller.set(1 if now else 0)
+        if now != self._was_controller:
+            log.info("controller role %s", "taken" if now else "lost")
+            self._was_controller = now
+        if now:
+            self._reconcile()
+
+    def _campaign(self) -> None:
+        lease = self.membership.lease
+        if lease is None:
+            return
+        if self.etcd.create(self.key, str(self.node_id), lease=lease):
+            log.info("elected controller")
+
+    def transfer(self, target: int) -> bool:
+        """Move the controller role to ``target`` (must be a live member). True if done."""
+        if not self.is_controller:
+            return False
+        lease_id = self.etcd.lease_id_of(self.etcd.key("members", target))
+        if not lease_id:
+            return False
+        ok, _ = self.etcd.txn([self.etcd.tx.value(self.key) == str(self.node_id)],
+                              [self.etcd.tx.put(self.key, str(target), lease_id)])
+        if ok:
+            log.info("controller role transferred to node %s", target)
+        return ok
+
+    def _reconcile(self) -> None:
+        view = self.view
+        live = view.live()
+        if not live:
+            return
+        current = view.table
+        fresh = current is None
+        if fresh:
+            current = SlotTable.empty(self.slot_count, self.replica_count)
+        elif current.slot_count != self.slot_count:
+            log.error("slot table has %d slots but cluster.slotCount is %d; keeping the table",
+                      current.slot_count, self.slot_count)
+        positions = None
+        if self.positions is not None and not fresh:
+            needing = {s.id for s in current.slots if s.leader not in live}
+            if needing:
+                positions = self.positions(current, needing)
+        new = plan(current, live, draining=view.draining, removed=view.removed, no_lead=view.stepdown,
+                   status=view.status,
+                   positions=positions, fresh=fresh, max_copies=self.max_copies)
+        if new.version == current.version and not fresh:
+            return
+        problems = [p for p in check_invariants(new, live) if "no leader" not in p]
+        if problems:
+            log.error("planned slot table violates invariants, not writing: %s", problems[:5])
+            return
+        ctl = self.etcd.tx.value(self.key) == str(self.node_id)
+        if fresh:
+            cond = [ctl, self.etcd.tx.create(self.slots_key) == 0]
+        else:
+            cond = [ctl, self.etcd.tx.value(self.slots_key) == view.table_raw]
+        ok, _ = self.etcd.txn(cond, [self.etcd.tx.put(self.slots_key, new.to_bytes())])
+        if ok:
+            metrics.controller_changes.inc()
+            moved = sum(1 for a, b in zip(current.slots, new.slots) if a.leader != b.leader)
+            changed = sum(1 for a, b in zip(current.slots, new.slots) if a.to_json() != b.to_json())
+            leaderless = sum(1 for s in new.slots if not s.leader)
+            log.info("slot table v%d written: %d slot(s) changed, %d leader move(s), live=%s%s",
+                     new.version, changed, moved, sorted(live),
+                     f", {leaderless} slot(s) without a live voter" if leaderless else "")
+        else:
+            log.info("slot table write lost a race; re-reading")

@@ -1,0 +1,36 @@
+"""Every Prometheus metric a node exports, defined once.
+
+One node is one process, so the default registry is used (no multiprocess mode); the
+management port serves it at ``/metrics``. Names start with ``skein_``.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+# ---- node and cluster
+node_info = Gauge("skein_node_info", "Static facts about this node", ["node_id", "version"])
+node_healthy = Gauge("skein_node_healthy", "1 when /health answers 200")
+node_draining = Gauge("skein_node_draining", "1 while the node is draining")
+cluster_members = Gauge("skein_cluster_members", "Live members seen in etcd")
+is_controller = Gauge("skein_is_controller", "1 on the node holding the controller role")
+slots_led = Gauge("skein_slots_led", "Slots this node leads")
+slots_replicated = Gauge("skein_slots_replicated", "Slots this node holds a replica of (voter or learner)")
+slot_table_version = Gauge("skein_slot_table_version", "Version of the slot table this node has seen")
+etcd_up = Gauge("skein_etcd_up", "1 while this node's etcd session is alive")
+redis_up = Gauge("skein_redis_up", "1 while Redis answers")
+controller_changes = Counter("skein_controller_table_writes_total", "Slot table versions written by this node")
+
+# ---- mesh (node-to-node)
+mesh_peers = Gauge("skein_mesh_peers", "Peers this node has sockets to")
+mesh_pub_sent = Counter("skein_mesh_pub_sent_total", "Broadcast messages published", ["kind"])
+mesh_pub_received = Counter("skein_mesh_pub_received_total", "Broadcast messages received", ["kind"])
+mesh_pub_gaps = Counter("skein_mesh_pub_gaps_total", "Broadcast messages found missing by sequence number", ["peer"])
+mesh_pub_recovered = Counter("skein_mesh_pub_recovered_total", "Missing broadcast messages fetched again", ["peer"])
+mesh_pub_lost = Counter("skein_mesh_pub_lost_total", "Missing broadcast messages the sender no longer had", ["peer"])
+mesh_requests = Counter("skein_mesh_requests_total", "Node-to-node requests sent", ["method", "outcome"])
+mesh_request_seconds = Histogram("skein_mesh_request_seconds", "Node-to-node request round trip", ["method"],
+                                 buckets=LATENCY_BUCKETS)
+mesh_handled = Counter("skein_mesh_requests_handled_total", "Node-to-node requests answered", ["method", "outcome"])
+mesh_rtt_seconds = Gauge("skein_mesh_ping_rtt_seconds", "Last ping round trip to a peer", ["peer"])

@@ -1,0 +1,259 @@
+"""The node: composes every part of one Skein process and runs its lifecycle.
+
+Start order: Redis health loop; ZeroMQ ROUTER/PUB bound (so peers can reach us, and a
+duplicate node id can be detected by pinging the registered address); etcd client and
+the cluster view (one watch on the cluster prefix); membership (join under a lease);
+controller campaign; slot roles; client listeners and HTTP servers.
+
+Stop order on SIGTERM (``graceful_stop``): ``/health`` turns 503 (the load balancer
+stops sending), the node asks the controller to move its slots away and waits for
+it, client connections are closed, the lease is revoked (the node leaves every view
+at once), sockets close.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import gevent
+import gevent.event
+
+from coordinator.cluster_view import ClusterView
+from coordinator.controller import Controller
+from coordinator.etcd_client import Etcd, EtcdUnavailable
+from coordinator.membership import Membership
+from coordinator.redis_client import RedisConn
+from mesh import metrics
+from mesh.config import Config, split_hostport
+from mesh.slot_roles import SlotRoles
+from mesh.transport import Mesh, MeshError, PeerAddr, Refused
+
+log = logging.getLogger("mesh.node")
+
+VERSION = "0.1.0"
+
+
+class Node:
+    def __init__(self, cfg: Config, *, serve_http: bool = True) -> None:
+        self.cfg = cfg
+        self.node_id: int = cfg.node_id
+        self.serve_http = serve_http
+        self.started_at = time.time()
+        self.draining = False
+        self.stopping = False
+        self.ready_event = gevent.event.Event()
+        self.api_routes: list[Callable] = []
+        self.manager_routes: list[Callable] = []
+        self.servers: list = []
+        self._stop_hooks: list[Callable[[], None]] = []
+        self._health_checks: list[Callable[[], list[str]]] = []
+        os.makedirs(cfg["rootDir"], exist_ok=True)
+
+        self.redis = RedisConn(cfg["redis.url"], password=cfg["redis.password"], ca_file=cfg["redis.caFile"],
+                               timeout=cfg["redis.timeout"])
+        self.mesh = Mesh(self.node_id, cfg["cluster.serverAddr"], cfg["cluster.pubAddr"],
+                         hwm=cfg["cluster.pubHwm"], replay_size=cfg["cluster.pubReplayBuffer"],
+                         request_timeout=cfg["cluster.requestTimeout"],
+                         heartbeat_interval=cfg["cluster.heartbeatInterval"])
+        self.etcd: Etcd | None = None
+        self.view: ClusterView | None = None
+        self.membership: Membership | None = None
+        self.controller: Controller | None = None
+        self.slots: SlotRoles | None = None
+
+    # ------------------------------------------------------------------ info
+    def member_info(self) -> dict:
+        c = self.cfg
+        return {
+            "id": self.node_id,
+            "serverAddr": c["cluster.serverAddr"],
+            "pubAddr": c["cluster.pubAddr"],
+            "apiUrl": c["external.apiUrl"],
+            "tcpAddr": c["external.tcpAddr"],
+            "wsAddr": c["external.wsAddr"],
+            "wssAddr": c["external.wssAddr"],
+            "intranetTcpAddr": c["intranet.tcpAddr"],
+            "managerAddr": c["manager.addr"],
+            "instance": self.mesh.instance,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "version": VERSION,
+        }
+
+    def health(self) -> tuple[bool, list[str]]:
+        reasons: list[str] = []
+        if self.draining or self.stopping:
+            reasons.append("draining")
+        m = self.membership
+        if m is None or not m.registered:
+            reasons.append("not joined to the cluster")
+        elif not m.session_alive:
+            reasons.append("etcd session lost")
+        if not self.redis.up:
+            reasons.append(f"redis unreachable ({self.redis.last_error or 'no answer'})")
+        live = len(self.view.members) if self.view else 0
+        need = self.cfg["cluster.minimumNodes"]
+        if live < need:
+            reasons.append(f"{live} live member(s), cluster.minimumNodes is {need}")
+        for check in self._health_checks:
+            reasons.extend(check())
+        ok = not reasons
+        metrics.node_healthy.set(1 if ok else 0)
+        return ok, reasons
+
+    def add_health_check(self, fn: Callable[[], list[str]]) -> None:
+        self._health_checks.append(fn)
+
+    def on_stop(self, fn: Callable[[], None]) -> None:
+        self._stop_hooks.append(fn)
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        cfg = self.cfg
+        metrics.node_info.labels(str(self.node_id), VERSION).set(1)
+        log.info("starting node: config=%s", json.dumps(cfg.redacted(), default=str, sort_keys=True))
+        if cfg.unknown:
+            log.warning("unknown config keys ignored: %s", ", ".join(cfg.unknown))
+        self.redis.start()
+        self.mesh.bind()
+        self.mesh.start()
+        self.etcd = Etcd(cfg["etcd.endpoints"], prefix=f"/skein/{cfg['cluster.name']}/",
+                         timeout=cfg["etcd.timeout"], username=cfg["etcd.username"],
+                         password=cfg["etcd.password"], ca_file=cfg["etcd.caFile"],
+                         cert_file=cfg["etcd.certFile"], key_file=cfg["etcd.keyFile"])
+        self.view = ClusterView(self.etcd)
+        self.view.listen(self._on_view)
+        self.view.start()
+        if not self.view.wait_loaded(timeout=30):
+            raise EtcdUnavailable(f"could not read the cluster state from etcd at {cfg['etcd.endpoints']}")
+        self.membership = Membership(self.etcd, self.node_id, self.member_info(),
+                                     ttl=cfg["cluster.leaseTTL"], heartbeat=cfg["cluster.heartbeatInterval"],
+                                     probe=lambda info: self.mesh.probe(info.get("serverAddr", ""), timeout=1.0),
+                                     instance=self.mesh.instance)
+        self.membership.join()
+        self.membership.start()
+        self.slots = SlotRoles(self)
+        self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
+                                     slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
+                                     positions=self.slots.positions)
+        self.mesh.handle("transfer_controller", self._on_transfer_controller)
+        self.controller.start()
+        self.slots.start()
+        self._start_listeners()
+        self.ready_event.set()
+        log.info("node started: api=%s tcp=%s ws=%s manager=%s router=%s pub=%s", cfg["httpAddr"],
+                 cfg["tcpAddr"], cfg["wsAddr"], cfg["manager.addr"], cfg["cluster.serverAddr"],
+                 cfg["cluster.pubAddr"])
+
+    def _on_view(self, view: ClusterView) -> None:
+        peers = {}
+        for pid, info in view.members.items():
+            if pid == self.node_id:
+                continue
+            try:
+                peers[pid] = PeerAddr(info["serverAddr"], info["pubAddr"])
+            except KeyError:
+                log.warning("member %s has no node-to-node addresses; skipping", pid)
+        self.mesh.set_peers(peers)
+        metrics.cluster_members.set(len(view.members))
+        if view.table is not None:
+            metrics.slot_table_version.set(view.table.version)
+            metrics.slots_led.set(len(view.table.slots_led_by(self.node_id)))
+            metrics.slots_replicated.set(len(view.table.slots_of(self.node_id)))
+
+    def request_controller(self, method: str, payload) -> object:
+        ctl = self.view.controller if self.view else None
+        if ctl is None:
+            return None
+        try:
+            return self.mesh.request(ctl, method, payload, timeout=5)
+        except MeshError as exc:
+            log.warning("controller request %s failed: %s", method, exc)
+            return None
+
+    def _on_transfer_controller(self, sender: int, target) -> bool:
+        if not self.controller.is_controller:
+            raise Refused("not_controller", self.view.controller)
+        return self.controller.transfer(int(target))
+
+    # ------------------------------------------------------------------ listeners
+    def _start_listeners(self) -> None:
+        from gateway.listeners import start_tcp_listener
+
+        self.servers.append(start_tcp_listener(self))
+        if self.serve_http:
+            from gevent.pywsgi import WSGIServer
+            from geventwebsocket.handler import WebSocketHandler
+
+            from api.app import create_api_app, create_manager_app
+            from gateway.listeners import create_ws_app
+
+            cfg = self.cfg
+            specs = [(cfg["httpAddr"], create_api_app(self), None),
+                     (cfg["wsAddr"], create_ws_app(self), WebSocketHandler)]
+            if cfg["manager.on"]:
+                specs.append((cfg["manager.addr"], create_manager_app(self), None))
+            if cfg["demo.on"]:
+                from api.demo import create_demo_app
+                specs.append((cfg["demo.addr"], create_demo_app(self), None))
+            for addr, app, handler in specs:
+                host, port = split_hostport(addr)
+                kwargs = {"log": None, "error_log": logging.getLogger("api.wsgi")}
+                if handler is not None:
+                    kwargs["handler_class"] = handler
+                server = WSGIServer((host, port), app, backlog=4096, **kwargs)
+                server.start()
+                self.servers.append(server)
+
+    # ------------------------------------------------------------------ stop
+    def graceful_stop(self, timeout: float = 20.0) -> None:
+        """Drain: health 503, hand slots over, close clients, leave etcd, close sockets."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.draining = True
+        metrics.node_draining.set(1)
+        started = time.time()
+        log.info("graceful stop: /health now 503; draining for %.1fs", self.cfg["cluster.drainDelay"])
+        gevent.sleep(self.cfg["cluster.drainDelay"])
+        if self.slots is not None and self.membership is not None and self.membership.session_alive:
+            try:
+                self.slots.hand_over(deadline=started + timeout * 0.6)
+            except EtcdUnavailable as exc:
+                log.warning("slot hand-over skipped (%s); the controller reassigns after the lease expires", exc)
+            except Exception:
+                log.exception("slot hand-over failed; the controller reassigns after the lease expires")
+        for hook in self._stop_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("stop hook failed")
+        for server in self.servers:
+            try:
+                server.close()
+            except Exception:
+                pass
+        if self.controller is not None:
+            self.controller.stop()
+        if self.membership is not None:
+            self.membership.leave()
+        self.close()
+        log.info("stopped after %.1fs", time.time() - started)
+
+    def close(self) -> None:
+        if self.slots is not None:
+            self.slots.stop()
+        if self.view is not None:
+            self.view.stop()
+        self.redis.stop()
+        try:
+            self.mesh.close()
+        except Exception:
+            pass
+        if self.etcd is not None:
+            self.etcd.close()

@@ -1,0 +1,72 @@
+"""gunicorn entry point: ``mesh.wsgi:application`` plus the worker hooks.
+
+gunicorn serves every HTTP-ish port of the node from one worker; ``application``
+routes each request to the app of the port it arrived on (API, WebSocket gateway,
+management, demo). ``start_node_in_worker`` runs the node in the worker process and
+replaces the worker's SIGTERM handler with a graceful drain.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import gevent
+
+from mesh.config import Config, split_hostport
+
+log = logging.getLogger("mesh.wsgi")
+
+_node = None
+_apps: dict[str, object] = {}
+
+
+def application(environ, start_response):
+    app = _apps.get(environ.get("SERVER_PORT", ""))
+    if app is None:
+        start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+        return [b'{"status":"error","message":"node starting"}']
+    return app(environ, start_response)
+
+
+def start_node_in_worker(worker, cfg: Config) -> None:
+    global _node
+    from api.app import create_api_app, create_manager_app
+    from coordinator.etcd_client import EtcdUnavailable
+    from coordinator.membership import DuplicateNodeError
+    from gateway.listeners import create_ws_app
+    from mesh import logs
+    from mesh.node import Node
+
+    logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])
+    node = Node(cfg, serve_http=False)
+    try:
+        node.start()
+    except (DuplicateNodeError, EtcdUnavailable, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        print(f"skein: cannot start node {cfg.node_id}: {exc}", file=sys.stderr)
+        node.close()
+        os._exit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops instead of respawning
+    _node = node
+    port = lambda key: str(split_hostport(cfg[key])[1])  # noqa: E731
+    _apps[port("httpAddr")] = create_api_app(node)
+    _apps[port("wsAddr")] = create_ws_app(node)
+    if cfg["manager.on"]:
+        _apps[port("manager.addr")] = create_manager_app(node)
+    if cfg["demo.on"]:
+        from api.demo import create_demo_app
+        _apps[port("demo.addr")] = create_demo_app(node)
+
+    def on_term(*_args):
+        def drain():
+            node.graceful_stop()
+            worker.alive = False
+        gevent.spawn(drain)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def close_node() -> None:
+    if _node is not None and not _node.stopping:
+        _node.close()
