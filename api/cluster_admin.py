@@ -145,10 +145,14 @@ class TransferLeadership:
         if view.controller == target:
             resp.media = {"status": 200, "leader": target}
             return
-        result = self.node.request_controller("transfer_controller", target)
+        deadline = time.time() + 5
+        result = None
+        while not result and time.time() < deadline:
+            result = self.node.request_controller("transfer_controller", target)
+            if not result:
+                gevent.sleep(0.2)
         if not result:
             raise falcon.HTTPServiceUnavailable(title="controller did not hand over; retry")
-        deadline = time.time() + 5
         while time.time() < deadline and self.node.view.controller != target:
             gevent.sleep(0.05)
         resp.media = {"status": 200, "leader": self.node.view.controller}

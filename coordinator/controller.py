@@ -14,7 +14,10 @@ table is the one it read, so a deposed controller can never overwrite a newer ta
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+
+import gevent
 
 from coordinator.cluster_view import ClusterView
 from coordinator.etcd_client import Etcd
@@ -24,6 +27,8 @@ from mesh import metrics
 from mesh.wake_loop import WakeLoop
 
 log = logging.getLogger("coordinator.controller")
+
+BOOTSTRAP_SETTLE = 1.0  # seconds without membership changes before the first table is written
 
 PositionsFn = Callable[[SlotTable, set[int]], dict[int, dict[int, tuple[int, int]]]]
 
@@ -43,6 +48,8 @@ class Controller:
         self.key = etcd.key("controller")
         self.slots_key = etcd.key("slots")
         self._was_controller = False
+        self._members_seen: frozenset[int] = frozenset()
+        self._members_changed_at = time.monotonic()
         self._loop = WakeLoop("controller pass", self._pass, interval=2.0, settle=0.05, logger=log)
         view.listen(self._loop.wake)
         membership.on_session_change(self._loop.wake)
@@ -93,9 +100,18 @@ class Controller:
         live = view.live()
         if not live:
             return
+        if frozenset(live) != self._members_seen:
+            self._members_seen = frozenset(live)
+            self._members_changed_at = time.monotonic()
         current = view.table
         fresh = current is None
         if fresh:
+            # A new cluster: give nodes started together a moment to register, so the
+            # first table spreads over all of them instead of moving replicas right away.
+            quiet = time.monotonic() - self._members_changed_at
+            if quiet < BOOTSTRAP_SETTLE:
+                gevent.spawn_later(BOOTSTRAP_SETTLE - quiet + 0.01, self._loop.wake)
+                return
             current = SlotTable.empty(self.slot_count, self.replica_count)
         elif current.slot_count != self.slot_count:
             log.error("slot table has %d slots but cluster.slotCount is %d; keeping the table",

@@ -28,13 +28,21 @@ def members(node):
 def wait_table_settled(cluster, nodes=None):
     nodes = nodes or cluster.live_nodes()
 
-    def settled():
+    def view():
         views = [slots(n) for n in nodes]
         first = views[0]
-        return (first["version"] > 0 and all(v == first for v in views)
-                and all(s["ready"] for s in first["slots"]))
-    wait_until(settled, 15, what="every node to see the same settled slot table")
-    return slots(nodes[0])
+        ok = (first["version"] > 0 and all(v == first for v in views)
+              and all(s["ready"] and not s["learners"] for s in first["slots"]))
+        return first if ok else None
+
+    def settled():
+        first = view()
+        if first is None:
+            return None
+        time.sleep(0.5)
+        again = view()
+        return again if again is not None and again["version"] == first["version"] else None
+    return wait_until(settled, 30, what="every node to see the same settled slot table")
 
 
 def test_three_nodes_agree_on_members_and_balanced_slot_table(cluster3):
@@ -175,6 +183,7 @@ def test_gunicorn_node_joins_and_drains_on_sigterm(make_cluster):
 
 
 def test_transfer_controller(cluster3):
+    wait_table_settled(cluster3)
     n1 = cluster3.nodes[1]
     ctl = n1.get("/cluster/nodes")[1]["leader"]
     target = 3 if ctl != 3 else 2
