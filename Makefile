@@ -6,10 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # command:package pairs installed with apt when the command is missing
-APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy
+APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy node:nodejs npm:npm
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs
+.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle
 
 install: apt-deps $(VENV)/.installed
 
@@ -50,6 +50,10 @@ test-unit: install
 
 test-cluster: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
+
+# Memory per idle connection (10,000 TCP and 10,000 WebSocket connections on one node).
+bench-idle: install
+	$(PY) ops/bench/idle_connections.py --conns 10000
 
 docs: install
 	$(PY) -m mesh.config --markdown > docs/config.md

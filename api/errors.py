@@ -27,8 +27,6 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
-    if isinstance(exc, falcon.HTTPError):
-        raise exc
     log.exception("request %s %s failed", req.method, req.path)
     resp.status = falcon.HTTP_500
     resp.media = {"msg": "internal error", "status": 500}
@@ -39,11 +37,11 @@ def bad_request(msg: str) -> falcon.HTTPBadRequest:
 
 
 def install(app: falcon.App) -> None:
-    app.set_error_serializer(serialize_error)
+    """WuKongIM-shaped bodies for HTTP errors; unexpected exceptions become a logged 500."""
     app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(falcon.HTTPError, _reraise_http)
+    app.add_error_handler(falcon.HTTPError, _http_error)
 
 
-def _reraise_http(req, resp, exc, params):  # keep falcon's own handling of HTTPError
-    serialize_error(req, resp, exc)
+def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: dict) -> None:
     resp.status = exc.status
+    serialize_error(req, resp, exc)

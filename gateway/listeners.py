@@ -1,32 +1,93 @@
-"""Client listeners: raw TCP (gevent StreamServer) and WebSocket (gevent-websocket).
+"""Client listeners: raw TCP (gevent StreamServer) and WebSocket (gevent-websocket, any path).
 
-Both hand each new connection to the node's gateway as a byte-stream transport.
-Until the protocol layer is attached, a connection is held until the CONNECT
-deadline and then closed.
+Each accepted connection becomes a transport (``send_binary``, ``send_text``,
+``close``) and a ``Session`` of the node's gateway; the listener's greenlet reads the
+socket and feeds the bytes to the session. On WebSocket, binary and text messages feed
+the same byte stream, and every outbound frame is one WebSocket message (binary for
+WKProto, text for JSON-RPC), as WuKongIM's JS SDKs require.
 """
 from __future__ import annotations
 
 import logging
+import socket as pysocket
 
-import gevent
 from gevent.server import StreamServer
 
+from gateway.session import CLOSED
 from mesh.config import split_hostport
 
 log = logging.getLogger("gateway.listeners")
 
 
+class TcpTransport:
+    __slots__ = ("sock", "remote")
+    kind = "tcp"
+
+    def __init__(self, sock, remote: str) -> None:
+        self.sock = sock
+        self.remote = remote
+
+    def send_binary(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_text(self, text: str) -> None:
+        self.sock.sendall(text.encode())
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(pysocket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class WsTransport:
+    __slots__ = ("ws", "remote")
+    kind = "ws"
+
+    def __init__(self, ws, remote: str) -> None:
+        self.ws = ws
+        self.remote = remote
+
+    def send_binary(self, data: bytes) -> None:
+        self.ws.send(data, binary=True)
+
+    def send_text(self, text: str) -> None:
+        self.ws.send(text, binary=False)
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
 def start_tcp_listener(node) -> StreamServer:
     host, port = split_hostport(node.cfg["tcpAddr"])
-    timeout = node.cfg["conn.authTimeout"]
+    gw = node.gateway
 
     def handle(sock, addr):
         try:
-            with gevent.Timeout(timeout, False):
-                while sock.recv(4096):
-                    pass
-        finally:
+            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        session = gw.open(TcpTransport(sock, f"{addr[0]}:{addr[1]}"))
+        if session is None:
             sock.close()
+            return
+        try:
+            recv = sock.recv
+            while True:
+                data = recv(65536)
+                if not data:
+                    break
+                session.feed(data)
+                if session.state == CLOSED:
+                    break
+        except OSError:
+            pass
+        finally:
+            session.close("peer closed")
 
     server = StreamServer((host, port), handle, backlog=4096)
     server.start()
@@ -34,17 +95,30 @@ def start_tcp_listener(node) -> StreamServer:
 
 
 def create_ws_app(node):
-    timeout = node.cfg["conn.authTimeout"]
+    gw = node.gateway
 
     def app(environ, start_response):
         ws = environ.get("wsgi.websocket")
         if ws is None:
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
             return [b"WebSocket upgrade required\n"]
-        with gevent.Timeout(timeout, False):
-            while ws.receive() is not None:
-                pass
-        ws.close()
+        remote = environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR", "")
+        session = gw.open(WsTransport(ws, f"{remote}:{environ.get('REMOTE_PORT', '')}"))
+        if session is None:
+            ws.close()
+            return []
+        try:
+            while True:
+                msg = ws.receive()
+                if msg is None:
+                    break
+                session.feed(msg.encode() if isinstance(msg, str) else msg)
+                if session.state == CLOSED:
+                    break
+        except Exception as exc:
+            log.debug("websocket read ended: %s", exc)
+        finally:
+            session.close("peer closed")
         return []
 
     return app

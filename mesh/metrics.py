@@ -34,3 +34,21 @@ mesh_request_seconds = Histogram("skein_mesh_request_seconds", "Node-to-node req
                                  buckets=LATENCY_BUCKETS)
 mesh_handled = Counter("skein_mesh_requests_handled_total", "Node-to-node requests answered", ["method", "outcome"])
 mesh_rtt_seconds = Gauge("skein_mesh_ping_rtt_seconds", "Last ping round trip to a peer", ["peer"])
+
+# ---- client gateway
+gw_connections = Gauge("skein_gateway_connections", "Open client connections", ["transport", "state"])
+gw_connects = Counter("skein_gateway_connects_total", "CONNECTs answered", ["transport", "reason"])
+gw_frames_in = Counter("skein_gateway_frames_in_total", "Client frames received", ["type"])
+gw_frames_out = Counter("skein_gateway_frames_out_total", "Client frames written", ["transport"])
+gw_bytes_in = Counter("skein_gateway_bytes_in_total", "Bytes received from clients", ["transport"])
+gw_bytes_out = Counter("skein_gateway_bytes_out_total", "Bytes written to clients", ["transport"])
+gw_rejected = Counter("skein_gateway_rejected_total", "Connections or frames refused for bad input", ["reason"])
+gw_kicks = Counter("skein_gateway_kicks_total", "Sessions kicked by a newer login or a device quit")
+gw_recv_retries = Counter("skein_gateway_recv_retries_total", "RECV frames resent for lack of RECVACK")
+gw_recv_retry_exhausted = Counter("skein_gateway_recv_retry_exhausted_total",
+                                  "RECV frames given up after messageRetry.maxCount resends")
+send_latency = Histogram("skein_send_latency_seconds", "SEND received to SENDACK written", buckets=LATENCY_BUCKETS)
+delivery_latency = Histogram("skein_delivery_latency_seconds", "Commit to RECV written (per recipient session)",
+                             buckets=LATENCY_BUCKETS)
+messages_in = Counter("skein_messages_in_total", "Messages received from clients (SEND)")
+messages_out = Counter("skein_messages_out_total", "Messages written to clients (RECV)")

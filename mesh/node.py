@@ -30,6 +30,8 @@ from coordinator.redis_client import RedisConn
 from mesh import metrics
 from mesh.config import Config, split_hostport
 from mesh.slot_roles import SlotRoles
+from mesh.slot_router import SlotRouter, SlotUnavailable
+from mesh.slot_service import SlotService
 from mesh.transport import Mesh, MeshError, PeerAddr, Refused
 
 log = logging.getLogger("mesh.node")
@@ -64,6 +66,41 @@ class Node:
         self.membership: Membership | None = None
         self.controller: Controller | None = None
         self.slots: SlotRoles | None = None
+        self.router = SlotRouter(self)
+        self.slot_service = SlotService(self)
+        self._init_services()
+
+    def _init_services(self) -> None:
+        """The data services and the client gateway (no I/O until start())."""
+        from api import users as users_api
+        from gateway.gateway import Gateway
+        from gateway.ports import NoMessaging
+        from mesh import users
+
+        users.register(self.slot_service)
+        self.users = users.Users(self.router)
+        self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), NoMessaging(),
+                               publish=self.mesh.publish_remote)
+        self.mesh.subscribe("gw.login", lambda _s, login: self.gateway.apply_login(login))
+        self.mesh.subscribe("gw.kick", lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
+        self.api_routes.append(lambda app: users_api.register(app, self))
+        self.on_stop(self.gateway.stop)
+
+    def call_or_503(self, fn, *args):
+        """Run a slot call for an HTTP handler; a slot without a leader becomes 503 retry required."""
+        import falcon
+
+        try:
+            return fn(*args)
+        except SlotUnavailable as exc:
+            log.warning("request failed, slot unavailable: %s", exc)
+            raise falcon.HTTPServiceUnavailable(title="retry required", description=str(exc)) from None
+
+    def broadcast_kick(self, uid: str, device_flags, delay: float, text: str) -> None:
+        """DISCONNECT 12 to a uid's connections of these device flags on every node."""
+        self.gateway.kick_uid(uid, device_flags, delay, text)
+        self.mesh.publish_remote("gw.kick", [uid, list(device_flags) if device_flags is not None else None,
+                                             delay, text])
 
     # ------------------------------------------------------------------ info
     def member_info(self) -> dict:
@@ -96,6 +133,8 @@ class Node:
             reasons.append("etcd session lost")
         if not self.redis.up:
             reasons.append(f"redis unreachable ({self.redis.last_error or 'no answer'})")
+        if self.view is not None and self.view.table is None:
+            reasons.append("no slot table yet")
         live = len(self.view.members) if self.view else 0
         need = self.cfg["cluster.minimumNodes"]
         if live < need:
@@ -144,6 +183,7 @@ class Node:
         self.mesh.handle("transfer_controller", self._on_transfer_controller)
         self.controller.start()
         self.slots.start()
+        self.gateway.start()
         self._start_listeners()
         self.ready_event.set()
         log.info("node started: api=%s tcp=%s ws=%s manager=%s router=%s pub=%s", cfg["httpAddr"],

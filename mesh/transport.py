@@ -381,6 +381,10 @@ class Mesh:
         if local:
             self._dispatch(self.node_id, kind, payload)
 
+    def publish_remote(self, kind: str, payload: Any) -> None:
+        """Broadcast to every peer only (this node has already acted on it)."""
+        self.publish(kind, payload, local=False)
+
     def _on_replay(self, sender: int, payload: Any) -> list[bytes]:
         first, last = payload
         return [data for seq, data in self._replay if first <= seq <= last]

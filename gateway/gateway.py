@@ -1,0 +1,264 @@
+"""The node's client gateway: every local session, the uid index, logins, kicks and timers.
+
+Owns the sessions of this node (``conn id -> Session``) and the index of authenticated
+ones by uid, which delivery uses to find local recipients. After a login it applies
+WuKongIM's device rules on every node (a broadcast over the mesh): a master-level
+login kicks the uid's older connections with the same device flag (DISCONNECT 12,
+closed 2 s later), a slave-level login only replaces a connection with the same device
+id. A sweeper closes connections that sent no CONNECT within ``conn.authTimeout``,
+idle ones after ``conn.idleTimeout``, stalled half frames after
+``conn.partialFrameTimeout``, and resends RECVs not acknowledged.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import gevent
+
+from gateway import wkproto as wk
+from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
+from gateway.session import AUTHED, CLOSED, NEW, Session
+from mesh import metrics
+
+log = logging.getLogger("gateway")
+
+KICK_TEXT = "login in other device"
+
+
+class Gateway:
+    def __init__(self, node_id: int, cfg, authenticator: Authenticator, sink: MessageSink,
+                 publish: Callable[[str, object], None] | None = None) -> None:
+        self.node_id = node_id
+        self.authenticator = authenticator
+        self.sink = sink
+        self.publish = publish
+        self.cfg_token_auth = cfg["tokenAuthOn"]
+        self.cfg_manager_token = cfg["managerToken"]
+        self.cfg_disable_encryption = cfg["disableEncryption"]
+        self.cfg_disable_jsonrpc = cfg["disableJSONRPC"]
+        self.auth_timeout = cfg["conn.authTimeout"]
+        self.idle_timeout = cfg["conn.idleTimeout"]
+        self.partial_timeout = cfg["conn.partialFrameTimeout"]
+        self.max_connections = cfg["conn.maxConnections"]
+        self.max_pending_frames = cfg["conn.maxPendingFrames"]
+        self.retry_interval = cfg["messageRetry.interval"]
+        self.retry_max = cfg["messageRetry.maxCount"]
+        self.retry_scan = cfg["messageRetry.scanInterval"]
+        self.sessions: dict[int, Session] = {}
+        self.by_uid: dict[str, list[Session]] = {}
+        self._retrying: set[Session] = set()
+        self._ids = itertools.count(1)
+        self._greenlets: list[gevent.Greenlet] = []
+        self.online_listeners: list[Callable[[Session, bool], None]] = []
+        self.counts = {"tcp": [0, 0], "ws": [0, 0]}  # [unauthenticated, authenticated]
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._greenlets = [gevent.spawn(self._sweep_loop), gevent.spawn(self._retry_loop)]
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets, block=False)
+        for s in list(self.sessions.values()):
+            s.close("node stopping")
+
+    # ------------------------------------------------------------------ sessions
+    def open(self, transport) -> Session | None:
+        if len(self.sessions) >= self.max_connections:
+            metrics.gw_rejected.labels("too_many_connections").inc()
+            log.warning("refusing connection from %s: %d connections open (conn.maxConnections)",
+                        getattr(transport, "remote", "?"), len(self.sessions))
+            return None
+        s = Session(self, transport, next(self._ids))
+        self.sessions[s.conn_id] = s
+        self._count(s.transport.kind, 0, +1)
+        return s
+
+    def _count(self, kind: str, authed: int, delta: int) -> None:
+        c = self.counts[kind]
+        c[authed] += delta
+        metrics.gw_connections.labels(kind, "authenticated" if authed else "connecting").set(c[authed])
+
+    def on_authenticated(self, s: Session) -> None:
+        self._count(s.transport.kind, 0, -1)
+        self._count(s.transport.kind, 1, +1)
+        metrics.gw_connects.labels(s.transport.kind, "1").inc()
+        self.by_uid.setdefault(s.uid, []).append(s)
+        login = [s.uid, s.device_flag, s.device_id, s.device_level, self.node_id, s.conn_id]
+        self.apply_login(login)
+        if self.publish is not None:
+            self.publish("gw.login", login)
+        for fn in self.online_listeners:
+            try:
+                fn(s, True)
+            except Exception:
+                log.exception("online listener failed")
+
+    def on_closed(self, s: Session, was_authed: bool) -> None:
+        self.sessions.pop(s.conn_id, None)
+        self._retrying.discard(s)
+        self._count(s.transport.kind, 1 if was_authed else 0, -1)
+        if was_authed:
+            lst = self.by_uid.get(s.uid)
+            if lst is not None:
+                try:
+                    lst.remove(s)
+                except ValueError:
+                    pass
+                if not lst:
+                    del self.by_uid[s.uid]
+            for fn in self.online_listeners:
+                try:
+                    fn(s, False)
+                except Exception:
+                    log.exception("offline listener failed")
+
+    def authenticate(self, uid: str, device_flag: int, token: str) -> AuthResult:
+        try:
+            return self.authenticator.authenticate(uid, device_flag, token)
+        except Exception as exc:
+            log.warning("token check for uid=%s failed: %s", uid, exc)
+            return AuthResult(wk.REASON_SYSTEM_ERROR)
+
+    def submit(self, req: SendRequest, done) -> None:
+        metrics.messages_in.inc()
+        try:
+            self.sink.submit(req, done)
+        except Exception:
+            log.exception("messaging layer refused a SEND from uid=%s", req.from_uid)
+            from gateway.ports import SendResult
+            done(SendResult(wk.REASON_SYSTEM_ERROR))
+
+    # ------------------------------------------------------------------ logins and kicks
+    def apply_login(self, login: list) -> None:
+        """Kick the local sessions a login replaces (runs on every node for every login)."""
+        uid, device_flag, device_id, level, node, conn = login
+        for other in list(self.by_uid.get(uid, ())):
+            if other.device_flag != device_flag or (node == self.node_id and other.conn_id == conn):
+                continue
+            if other.state != AUTHED:
+                continue
+            if level == DEVICE_LEVEL_MASTER:
+                metrics.gw_kicks.inc()
+                if other.device_id != device_id:
+                    other.kick(wk.REASON_CONNECT_KICK, KICK_TEXT, 2.0)
+                else:
+                    self.close_later(other, 2.0, "replaced by a new login of the same device")
+            elif other.device_id == device_id:
+                metrics.gw_kicks.inc()
+                self.close_later(other, 2.0, "replaced by a new login of the same device")
+
+    def kick_uid(self, uid: str, device_flags: Iterable[int] | None, delay: float, text: str = KICK_TEXT) -> int:
+        """DISCONNECT 12 to a uid's local sessions (all flags, or only ``device_flags``), close after delay."""
+        n = 0
+        flags = None if device_flags is None else set(device_flags)
+        for s in list(self.by_uid.get(uid, ())):
+            if flags is None or s.device_flag in flags:
+                s.kick(wk.REASON_CONNECT_KICK, text, delay)
+                metrics.gw_kicks.inc()
+                n += 1
+        return n
+
+    def close_later(self, s: Session, delay: float, why: str) -> None:
+        gevent.spawn_later(delay, s.close, why, logging.INFO)
+
+    # ------------------------------------------------------------------ delivery
+    def deliver(self, m: Delivery, uids: Iterable[str], exclude: tuple[int, int] | None = None) -> int:
+        """Write ``m`` to every local session of ``uids`` (except the sending connection)."""
+        written = 0
+        cache: dict = {}
+        by_uid = self.by_uid
+        now = time.time()
+        for uid in uids:
+            sessions = by_uid.get(uid)
+            if not sessions:
+                continue
+            for s in sessions:
+                if exclude is not None and exclude[0] == self.node_id and exclude[1] == s.conn_id:
+                    continue
+                s.deliver(m, cache)
+                written += 1
+        if written:
+            metrics.messages_out.inc(written)
+            if m.committed_at:
+                metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
+        return written
+
+    def local_sessions(self, uid: str) -> list[Session]:
+        return list(self.by_uid.get(uid, ()))
+
+    # ------------------------------------------------------------------ timers
+    def _sweep_loop(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:
+                log.exception("sweep failed")
+
+    def sweep(self, now: float) -> None:
+        for s in list(self.sessions.values()):
+            if s.state == NEW:
+                if now - s.created > self.auth_timeout:
+                    s.reject("auth_timeout", f"no CONNECT within {self.auth_timeout:.0f}s")
+            elif s.state == AUTHED:
+                idle = now - s.last_recv
+                if idle > self.idle_timeout:
+                    metrics.gw_rejected.labels("idle_timeout").inc()
+                    s.close(f"idle for {idle:.0f}s", logging.INFO)
+                elif s.decoder is not None and s.decoder.pending and idle > self.partial_timeout:
+                    s.reject("stalled_frame", f"half a frame pending for {idle:.0f}s", wk.REASON_PAYLOAD_DECODE_ERROR)
+
+    def _retry_loop(self) -> None:
+        while True:
+            gevent.sleep(self.retry_scan)
+            now = time.monotonic()
+            for s in list(self._retrying):
+                try:
+                    s.resend_due(now)
+                except Exception:
+                    log.exception("resend failed conn=%s", s.conn_id)
+
+    def retry_started(self, s: Session) -> None:
+        self._retrying.add(s)
+
+    def retry_done(self, s: Session) -> None:
+        self._retrying.discard(s)
+
+    # ------------------------------------------------------------------ metrics hooks (called per frame)
+    def metrics_bytes_in(self, s: Session, n: int) -> None:
+        metrics.gw_bytes_in.labels(s.transport.kind).inc(n)
+
+    def metrics_bytes_out(self, s: Session, n: int) -> None:
+        metrics.gw_bytes_out.labels(s.transport.kind).inc(n)
+        metrics.gw_frames_out.labels(s.transport.kind).inc()
+
+    def metrics_frame_in(self, s: Session, ptype: int) -> None:
+        metrics.gw_frames_in.labels(wk.TYPE_NAMES.get(ptype, "?")).inc()
+
+    def metrics_json_in(self, s: Session, method: str) -> None:
+        metrics.gw_frames_in.labels("json:" + (method if method in ("connect", "send", "recvack", "ping",
+                                                                      "disconnect") else "other")).inc()
+
+    def count_reject(self, s: Session | None, kind: str) -> None:
+        metrics.gw_rejected.labels(kind).inc()
+
+    def count_retry(self) -> None:
+        metrics.gw_recv_retries.inc()
+
+    def count_retry_exhausted(self) -> None:
+        metrics.gw_recv_retry_exhausted.inc()
+
+    def observe_send_latency(self, seconds: float) -> None:
+        metrics.send_latency.observe(seconds)
+
+    # ------------------------------------------------------------------ introspection
+    def stats(self) -> dict:
+        return {"connections": len(self.sessions),
+                "authenticated": sum(c[1] for c in self.counts.values()),
+                "tcp": self.counts["tcp"][1], "ws": self.counts["ws"][1], "uids": len(self.by_uid)}
+
+    def all_sessions(self) -> list[Session]:
+        return [s for s in self.sessions.values() if s.state != CLOSED]

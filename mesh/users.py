@@ -1,0 +1,69 @@
+"""Users and devices: tokens per (uid, device flag), device levels, and the CONNECT check.
+
+Tokens live in the slot of the uid (``crc32(uid) % slotCount``), on its leader. Any
+node sets or checks them through the slot router. ``TokenAuthenticator`` is the
+gateway's ``Authenticator``: the stored token for (uid, device flag) must equal the
+CONNECT's token exactly.
+"""
+from __future__ import annotations
+
+import logging
+
+from gateway import wkproto as wk
+from gateway.ports import DEVICE_LEVEL_MASTER, AuthResult
+from mesh.slot_router import SlotRouter, SlotUnavailable
+
+log = logging.getLogger("mesh.users")
+
+ALL_DEVICE_FLAGS = (0, 1, 2)
+
+
+def register(service) -> None:
+    service.register("user.set_token", _set_token)
+    service.register("user.get_token", _get_token)
+    service.register("user.quit", _quit)
+
+
+def _set_token(svc, slot: int, a: dict) -> None:
+    svc.propose(slot, "user.token", {"uid": a["uid"], "device_flag": a["device_flag"], "token": a["token"],
+                                     "device_level": a["device_level"]})
+
+
+def _get_token(svc, slot: int, a: dict):
+    t = svc.state(slot).token(a["uid"], int(a["device_flag"]))
+    return list(t) if t else None
+
+
+def _quit(svc, slot: int, a: dict) -> None:
+    svc.propose(slot, "user.quit", {"uid": a["uid"], "device_flags": list(a["device_flags"])})
+
+
+class Users:
+    def __init__(self, router: SlotRouter) -> None:
+        self.router = router
+
+    def set_token(self, uid: str, token: str, device_flag: int, device_level: int) -> None:
+        self.router.call(uid, "user.set_token", {"uid": uid, "token": token, "device_flag": device_flag,
+                                                 "device_level": device_level})
+
+    def get_token(self, uid: str, device_flag: int) -> tuple[str, int] | None:
+        t = self.router.call(uid, "user.get_token", {"uid": uid, "device_flag": device_flag})
+        return (t[0], t[1]) if t else None
+
+    def quit(self, uid: str, device_flags) -> None:
+        self.router.call(uid, "user.quit", {"uid": uid, "device_flags": list(device_flags)})
+
+
+class TokenAuthenticator:
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def authenticate(self, uid: str, device_flag: int, token: str) -> AuthResult:
+        try:
+            stored = self.users.get_token(uid, device_flag)
+        except SlotUnavailable as exc:
+            log.warning("token check for uid=%s unavailable: %s", uid, exc)
+            return AuthResult(wk.REASON_SYSTEM_ERROR)
+        if stored is None or not stored[0] or stored[0] != token:
+            return AuthResult(wk.REASON_AUTH_FAIL)
+        return AuthResult(wk.REASON_SUCCESS, stored[1] if stored[1] in (0, 1) else DEVICE_LEVEL_MASTER)
