@@ -120,58 +120,32 @@ def notification(method: str, params: dict) -> dict:
     return {"jsonrpc": "2.0", "method": method, "params": params}
 
 
+HEADER_BITS = (("noPersist", 0x01), ("redDot", 0x02), ("syncOnce", 0x04), ("dup", 0x08))
+SETTING_BITS = (("receipt", 0x80), ("signal", 0x20), ("topic", 0x08), ("stream", 0x02))
+
+
+def _to_dict(value: int, bits) -> dict:
+    """Only the set bits, as WuKongIM's omitempty JSON does."""
+    return {name: True for name, bit in bits if value & bit}
+
+
+def _to_int(obj, bits) -> int:
+    if not isinstance(obj, dict):
+        return 0
+    return sum(bit for name, bit in bits if obj.get(name))
+
+
 def header_dict(flags: int) -> dict:
-    """JSON header object from WKProto header flags (only the set ones, as omitempty does)."""
-    h = {}
-    if flags & 0x01:
-        h["noPersist"] = True
-    if flags & 0x02:
-        h["redDot"] = True
-    if flags & 0x04:
-        h["syncOnce"] = True
-    if flags & 0x08:
-        h["dup"] = True
-    return h
+    return _to_dict(flags, HEADER_BITS)
 
 
-def header_flags(header: Any) -> int:
-    if not isinstance(header, dict):
-        return 0
-    flags = 0
-    if header.get("noPersist"):
-        flags |= 0x01
-    if header.get("redDot"):
-        flags |= 0x02
-    if header.get("syncOnce"):
-        flags |= 0x04
-    if header.get("dup"):
-        flags |= 0x08
-    return flags
+def header_flags(header) -> int:
+    return _to_int(header, HEADER_BITS)
 
 
-def setting_byte(setting: Any) -> int:
-    if not isinstance(setting, dict):
-        return 0
-    b = 0
-    if setting.get("receipt"):
-        b |= 0x80
-    if setting.get("signal"):
-        b |= 0x20
-    if setting.get("topic"):
-        b |= 0x08
-    if setting.get("stream"):
-        b |= 0x02
-    return b
+def setting_dict(setting: int) -> dict:
+    return _to_dict(setting, SETTING_BITS)
 
 
-def setting_dict(b: int) -> dict:
-    d = {}
-    if b & 0x80:
-        d["receipt"] = True
-    if b & 0x20:
-        d["signal"] = True
-    if b & 0x08:
-        d["topic"] = True
-    if b & 0x02:
-        d["stream"] = True
-    return d
+def setting_byte(setting) -> int:
+    return _to_int(setting, SETTING_BITS)
