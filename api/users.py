@@ -29,6 +29,10 @@ class UserToken:
         token = str_field(body, "token", required=True)
         device_flag = int_field(body, "device_flag", 0, lo=0, hi=255)
         device_level = int_field(body, "device_level", 0, lo=0, hi=1)
+        blocked = self.node.call_or_503(self.node.channels.person_block_reason, uid)
+        if blocked:
+            resp.media = {"status": blocked}  # banned (19) or disbanded (24) user, as WuKongIM answers
+            return
         self.node.call_or_503(self.node.users.set_token, uid, token, device_flag, device_level)
         if device_level == 1:
             self.node.broadcast_kick(uid, [device_flag], 10.0, KICK_TEXT_TOKEN)

@@ -363,7 +363,7 @@ class Session:
                 key = (channel_id, flags, self.version)
                 frame = frame_cache.get(key) if frame_cache is not None else None
                 if frame is None:
-                    frame = wk.encode(wk.Recv(m.setting & ~wk.SETTING_STREAM, "", m.from_uid, channel_id,
+                    frame = wk.encode(wk.Recv(m.setting & ~0x06, "", m.from_uid, channel_id,
                                               m.channel_type, m.expire, m.client_msg_no, 0, "", 0, m.message_id,
                                               m.message_seq, m.timestamp, m.topic, m.payload, flags), self.version)
                     if frame_cache is not None:
@@ -372,7 +372,7 @@ class Session:
                 payload = cipher.encrypt(m.payload)
                 msg_key = cipher.recv_msg_key(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
                                               channel_id, m.channel_type, payload)
-                frame = wk.encode(wk.Recv(m.setting & ~wk.SETTING_STREAM, msg_key, m.from_uid, channel_id,
+                frame = wk.encode(wk.Recv(m.setting & ~0x06, msg_key, m.from_uid, channel_id,
                                           m.channel_type, m.expire, m.client_msg_no, 0, "", 0, m.message_id,
                                           m.message_seq, m.timestamp, m.topic, payload, flags), self.version)
             self.write_frame(frame)

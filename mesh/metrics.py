@@ -52,3 +52,23 @@ delivery_latency = Histogram("skein_delivery_latency_seconds", "Commit to RECV w
                              buckets=LATENCY_BUCKETS)
 messages_in = Counter("skein_messages_in_total", "Messages received from clients (SEND)")
 messages_out = Counter("skein_messages_out_total", "Messages written to clients (RECV)")
+
+# ---- store
+store_commit_seconds = Histogram("skein_store_commit_seconds", "Duration of one group commit", buckets=LATENCY_BUCKETS)
+store_commit_entries = Histogram("skein_store_commit_entries", "Log entries per group commit",
+                                 buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
+
+# ---- replication
+repl_truncated = Counter("skein_replication_truncated_entries_total",
+                         "Unacknowledged log entries discarded because the new leader did not have them")
+repl_lag = Gauge("skein_replication_lag_entries", "Entries a replica is behind its leader's commit index",
+                 ["slot", "node"])
+messages_refused = Counter("skein_messages_refused_total", "Sends refused by the permission check", ["reason"])
+messages_deduplicated = Counter("skein_messages_deduplicated_total",
+                                "Sends recognised as retries of a known client_msg_no")
+
+# ---- webhooks
+webhook_queued = Counter("skein_webhook_queued_total", "Webhook events added to the Redis queue")
+webhook_sent = Counter("skein_webhook_sent_total", "Webhook POSTs answered 200", ["event"])
+webhook_failures = Counter("skein_webhook_failures_total", "Failed webhook POST attempts (or queueing)", ["event"])
+webhook_depth = Gauge("skein_webhook_queue_depth", "Entries in the webhook stream")

@@ -2,13 +2,14 @@
 
 Start order: Redis health loop; ZeroMQ ROUTER/PUB bound (so peers can reach us, and a
 duplicate node id can be detected by pinging the registered address); etcd client and
-the cluster view (one watch on the cluster prefix); membership (join under a lease);
-controller campaign; slot roles; client listeners and HTTP servers.
+the cluster view (one watch on the cluster prefix); the local store opened; membership
+(join under a lease); replication (slot roles from the table), controller campaign;
+the client gateway, presence, webhooks; client listeners and HTTP servers.
 
 Stop order on SIGTERM (``graceful_stop``): ``/health`` turns 503 (the load balancer
-stops sending), the node asks the controller to move its slots away and waits for
-it, client connections are closed, the lease is revoked (the node leaves every view
-at once), sockets close.
+stops sending), the node asks the controller to move its slot leaderships away and
+waits for it, client connections are closed, the lease is revoked (the node leaves
+every view at once), the store and sockets close.
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from coordinator.cluster_view import ClusterView
 from coordinator.controller import Controller
 from coordinator.etcd_client import Etcd, EtcdUnavailable
 from coordinator.membership import Membership
+from coordinator.presence import Presence
 from coordinator.redis_client import RedisConn
 from mesh import metrics
 from mesh.config import Config, split_hostport
-from mesh.slot_roles import SlotRoles
 from mesh.slot_router import SlotRouter, SlotUnavailable
 from mesh.slot_service import SlotService
 from mesh.transport import Mesh, MeshError, PeerAddr, Refused
@@ -40,6 +41,8 @@ VERSION = "0.1.0"
 
 
 class Node:
+    version = VERSION
+
     def __init__(self, cfg: Config, *, serve_http: bool = True) -> None:
         self.cfg = cfg
         self.node_id: int = cfg.node_id
@@ -53,6 +56,7 @@ class Node:
         self.servers: list = []
         self._stop_hooks: list[Callable[[], None]] = []
         self._health_checks: list[Callable[[], list[str]]] = []
+        self._members_seen: set[int] = set()
         os.makedirs(cfg["rootDir"], exist_ok=True)
 
         self.redis = RedisConn(cfg["redis.url"], password=cfg["redis.password"], ca_file=cfg["redis.caFile"],
@@ -65,35 +69,84 @@ class Node:
         self.view: ClusterView | None = None
         self.membership: Membership | None = None
         self.controller: Controller | None = None
-        self.slots: SlotRoles | None = None
         self.router = SlotRouter(self)
         self.slot_service = SlotService(self)
         self._init_services()
 
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
+        from api import channels as channels_api
+        from api import connections as connections_api
+        from api import conversations as conversations_api
+        from api import messages as messages_api
         from api import users as users_api
         from gateway.gateway import Gateway
-        from gateway.ports import NoMessaging
-        from mesh import users
+        from mesh import channels, conversations, history, person_perms, users
+        from mesh.messages import Messages
+        from mesh.replication import Replication
+        from mesh.webhooks import Webhooks
 
-        users.register(self.slot_service)
+        svc = self.slot_service
+        self.replication = Replication(self)
+        users.register(svc)
+        person_perms.register(svc)
+        channels.register(svc)
+        conversations.register(svc)
+        self.recent = history.RecentCache()
+        history.register(svc, self.recent)
         self.users = users.Users(self.router)
-        self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), NoMessaging(),
+        self.person_perms = person_perms.PersonPerms(self)
+        self.channels = channels.Channels(self)
+        self.conversations = conversations.Conversations(self)
+        self.messages = Messages(self)
+        self.webhooks = Webhooks(self)
+        self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
+        self.replication.apply_hook = self._on_commit
+        self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
+        self.gateway.online_listeners.append(self._on_online)
         self.mesh.subscribe("gw.login", lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe("gw.kick", lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
-        self.api_routes.append(lambda app: users_api.register(app, self))
+        for mod in (users_api, channels_api, messages_api, conversations_api, connections_api):
+            self.api_routes.append(lambda app, mod=mod: mod.register(app, self))
+        self.add_health_check(self.replication.health_reasons)
         self.on_stop(self.gateway.stop)
+
+    # ------------------------------------------------------------------ glue
+    def _on_commit(self, replica, entry, meta) -> None:
+        self.recent.add(replica.slot, entry[3])
+        self.messages.on_commit(replica, entry, meta)
+
+    def _on_online(self, session, online: bool) -> None:
+        if online:
+            self.presence.online(session.uid, session.conn_id, session.device_flag, session.device_level)
+        else:
+            self.presence.offline(session.uid, session.conn_id)
+        if self.webhooks.enabled:
+            local = self.gateway.local_sessions(session.uid)
+            flag_count = sum(1 for s in local if s.device_flag == session.device_flag)
+            self.webhooks.online_changed(session.uid, session.device_flag, online, session.conn_id, flag_count,
+                                         len(local))
+
+    def _presence_snapshot(self):
+        now = int(time.time())
+        for s in self.gateway.all_sessions():
+            if s.uid:
+                yield s.uid, s.conn_id, s.device_flag, s.device_level, now
 
     def call_or_503(self, fn, *args):
         """Run a slot call for an HTTP handler; a slot without a leader becomes 503 retry required."""
         import falcon
 
+        from mesh.slot_router import SlotCallError
+
         try:
             return fn(*args)
         except SlotUnavailable as exc:
             log.warning("request failed, slot unavailable: %s", exc)
+            raise falcon.HTTPServiceUnavailable(title="retry required", description=str(exc)) from None
+        except SlotCallError as exc:
+            log.error("slot call failed: %s", exc)
             raise falcon.HTTPServiceUnavailable(title="retry required", description=str(exc)) from None
 
     def broadcast_kick(self, uid: str, device_flags, delay: float, text: str) -> None:
@@ -140,7 +193,10 @@ class Node:
         if live < need:
             reasons.append(f"{live} live member(s), cluster.minimumNodes is {need}")
         for check in self._health_checks:
-            reasons.extend(check())
+            try:
+                reasons.extend(check())
+            except Exception as exc:
+                reasons.append(f"health check failed: {exc}")
         ok = not reasons
         metrics.node_healthy.set(1 if ok else 0)
         return ok, reasons
@@ -170,20 +226,22 @@ class Node:
         self.view.start()
         if not self.view.wait_loaded(timeout=30):
             raise EtcdUnavailable(f"could not read the cluster state from etcd at {cfg['etcd.endpoints']}")
+        self.replication.open()
         self.membership = Membership(self.etcd, self.node_id, self.member_info(),
                                      ttl=cfg["cluster.leaseTTL"], heartbeat=cfg["cluster.heartbeatInterval"],
                                      probe=lambda info: self.mesh.probe(info.get("serverAddr", ""), timeout=1.0),
                                      instance=self.mesh.instance)
         self.membership.join()
         self.membership.start()
-        self.slots = SlotRoles(self)
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
-                                     positions=self.slots.positions)
+                                     positions=self.replication.positions)
         self.mesh.handle("transfer_controller", self._on_transfer_controller)
+        self.replication.start()
         self.controller.start()
-        self.slots.start()
         self.gateway.start()
+        self.presence.start()
+        self.webhooks.start()
         self._start_listeners()
         self.ready_event.set()
         log.info("node started: api=%s tcp=%s ws=%s manager=%s router=%s pub=%s", cfg["httpAddr"],
@@ -201,10 +259,22 @@ class Node:
                 log.warning("member %s has no node-to-node addresses; skipping", pid)
         self.mesh.set_peers(peers)
         metrics.cluster_members.set(len(view.members))
+        live = set(view.members)
+        gone = self._members_seen - live
+        self._members_seen = live
+        if gone and self.controller is not None and self.controller.is_controller:
+            for dead in gone:
+                gevent.spawn(self._purge_presence, dead)
         if view.table is not None:
             metrics.slot_table_version.set(view.table.version)
-            metrics.slots_led.set(len(view.table.slots_led_by(self.node_id)))
             metrics.slots_replicated.set(len(view.table.slots_of(self.node_id)))
+
+    def _purge_presence(self, dead: int) -> None:
+        try:
+            n = self.presence.purge_node(dead)
+            log.info("removed %d presence entr%s of departed node %s", n, "y" if n == 1 else "ies", dead)
+        except Exception as exc:
+            log.warning("could not purge presence of node %s: %s", dead, exc)
 
     def request_controller(self, method: str, payload) -> object:
         ctl = self.view.controller if self.view else None
@@ -251,8 +321,20 @@ class Node:
                 self.servers.append(server)
 
     # ------------------------------------------------------------------ stop
+    def hand_over(self, deadline: float) -> None:
+        """Ask the controller to move this node's slot leaderships away, and wait for it."""
+        m = self.membership
+        self.etcd.put(self.etcd.key("stepdown", self.node_id), "1", lease=m.lease)
+        while time.time() < deadline:
+            table = self.view.table
+            if table is None or not table.slots_led_by(self.node_id) or len(self.view.members) < 2:
+                break
+            gevent.sleep(0.1)
+        left = len(self.view.table.slots_led_by(self.node_id)) if self.view.table else 0
+        log.info("hand-over done: %d slot(s) still led here", left)
+
     def graceful_stop(self, timeout: float = 20.0) -> None:
-        """Drain: health 503, hand slots over, close clients, leave etcd, close sockets."""
+        """Drain: health 503, hand slots over, close clients, leave etcd, close the store and sockets."""
         if self.stopping:
             return
         self.stopping = True
@@ -261,9 +343,9 @@ class Node:
         started = time.time()
         log.info("graceful stop: /health now 503; draining for %.1fs", self.cfg["cluster.drainDelay"])
         gevent.sleep(self.cfg["cluster.drainDelay"])
-        if self.slots is not None and self.membership is not None and self.membership.session_alive:
+        if self.membership is not None and self.membership.session_alive:
             try:
-                self.slots.hand_over(deadline=started + timeout * 0.6)
+                self.hand_over(deadline=started + timeout * 0.6)
             except EtcdUnavailable as exc:
                 log.warning("slot hand-over skipped (%s); the controller reassigns after the lease expires", exc)
             except Exception:
@@ -286,8 +368,11 @@ class Node:
         log.info("stopped after %.1fs", time.time() - started)
 
     def close(self) -> None:
-        if self.slots is not None:
-            self.slots.stop()
+        for part in (self.webhooks.stop, self.presence.stop, self.replication.stop):
+            try:
+                part()
+            except Exception:
+                log.exception("shutdown step failed")
         if self.view is not None:
             self.view.stop()
         self.redis.stop()

@@ -1,11 +1,12 @@
 """The slot leader's side of keyed calls: ``slot.call`` requests land here.
 
-A call is served only while this node leads the slot (the slot table names it and its
-etcd session is alive); otherwise it is refused with ``not_leader`` and the caller's
-router retries against the new leader. Methods are registered by the modules that
-own them (users, channels, messages) as ``fn(state, args) -> result``; writes go
-through ``propose(slot, op, args)`` so that the state changes the same way on every
-replica.
+A call is served only by the slot's serving leader (named by the table at the current
+term, etcd session alive, recovery done); otherwise it is refused with ``not_leader``
+or ``not_ready`` and the caller's router retries. Methods are registered by the
+modules that own them (users, channels, conversations, messages) as
+``fn(service, slot, args) -> result``. Writes go through ``propose(slot, op, args)``:
+the operation is replicated and applied on every replica of the slot, and the call
+returns only after a majority has it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mesh.replica import NotLeader, SlotReplica
 from mesh.slot_state import SlotState
 from mesh.transport import Refused
 
@@ -25,35 +27,38 @@ class SlotService:
     def __init__(self, node) -> None:
         self.node = node
         self.node_id = node.node_id
-        self.states: dict[int, SlotState] = {}
         self.methods: dict[str, Handler] = {}
         node.mesh.handle("slot.call", self._on_call)
 
     def register(self, method: str, fn: Handler) -> None:
         self.methods[method] = fn
 
-    def leads(self, slot: int) -> bool:
-        table = self.node.view.table
-        m = self.node.membership
-        return (table is not None and slot < len(table.slots) and table.slots[slot].leader == self.node_id
-                and m is not None and m.session_alive)
+    def replica(self, slot: int) -> SlotReplica:
+        """This node's serving replica of ``slot`` (raises Refused for the caller to retry)."""
+        r = self.node.replication.replicas.get(slot)
+        if r is None or not r.is_serving():
+            table = self.node.view.table
+            leader = table.slots[slot].leader if table and slot < len(table.slots) else 0
+            if leader == self.node_id and r is not None:
+                raise Refused("not_ready", leader)
+            raise Refused("not_leader", leader)
+        return r
 
     def state(self, slot: int) -> SlotState:
-        st = self.states.get(slot)
-        if st is None:
-            st = self.states[slot] = SlotState(slot)
-        return st
+        return self.replica(slot).state
 
     def propose(self, slot: int, op: str, args: dict) -> Any:
-        """Apply a state change to the slot (on the leader, in order)."""
-        return self.state(slot).apply(op, args)
+        try:
+            return self.replica(slot).propose_op(op, args)
+        except NotLeader as exc:
+            raise Refused("not_leader", str(exc)) from None
 
     def _on_call(self, sender: int, payload: Any) -> Any:
         slot, method, args = payload
-        if not self.leads(slot):
-            table = self.node.view.table
-            raise Refused("not_leader", table.slots[slot].leader if table and slot < len(table.slots) else 0)
         fn = self.methods.get(method)
         if fn is None:
             raise Refused("no_method", method)
-        return fn(self, slot, args)
+        try:
+            return fn(self, slot, args)
+        except NotLeader as exc:
+            raise Refused("not_leader", str(exc)) from None

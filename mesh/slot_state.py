@@ -1,52 +1,268 @@
 """The replicated state of one slot, as a deterministic state machine (pure logic).
 
-Every change is an operation ``(op, args)`` applied in log order on every replica of
-the slot, so replicas that applied the same operations hold the same state. This
-module holds users and their devices (token and device level per device flag);
-channels, subscribers, lists, conversations and message sequence numbers join it as
-the messaging layer grows.
+Every change is a log entry applied in order on every replica of the slot, so
+replicas that applied the same entries hold the same state:
+
+* OP entries ``[op, args]``: users and devices (token and level per device flag),
+  channel info (ban, disband, send_ban, large, allow_stranger), subscribers, deny and
+  allow lists, and the conversations of the slot's users (read and deleted positions);
+* MSG entries: a message of one channel; applying it advances the channel's last
+  sequence number and remembers (channel, from_uid, client_msg_no) for deduplication.
+
+Channels are keyed by ``(channel id, channel type)``; a person chat is stored under
+its fake id (``a@b`` by WuKongIM's CRC32 rule) with type 1, while a user's own person
+channel ``(uid, 1)`` carries that user's flags and lists.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
+
+from mesh.store import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
+
+INFO_FIELDS = ("ban", "disband", "send_ban", "large", "allow_stranger")
+DEDUPE_LIMIT = 200_000  # remembered (channel, from_uid, client_msg_no) per slot
+
+
+class Channel:
+    __slots__ = ("info", "subscribers", "deny", "allow", "last_seq", "last_ts", "convs", "exists", "version",
+                 "senders")
+
+    def __init__(self) -> None:
+        self.info: dict[str, int] = {}
+        self.subscribers: set[str] = set()
+        self.deny: set[str] = set()
+        self.allow: set[str] = set()
+        self.last_seq = 0
+        self.last_ts = 0
+        self.convs: set[str] = set()  # uids whose conversation row for this channel exists
+        self.exists = False  # created by the API (info or subscribers), not only by messages
+        self.version = 0
+        self.senders: dict[str, int] = {}  # uid -> seq of the last message that uid sent here
+
+    def flag(self, name: str) -> int:
+        return int(self.info.get(name, 0) or 0)
+
+    def to_snap(self) -> list:
+        return [self.info, sorted(self.subscribers), sorted(self.deny), sorted(self.allow), self.last_seq,
+                self.last_ts, sorted(self.convs), self.exists, self.version, self.senders]
+
+    @classmethod
+    def from_snap(cls, d: list) -> Channel:
+        c = cls()
+        c.info, subs, deny, allow, c.last_seq, c.last_ts, convs, c.exists, c.version, c.senders = d
+        c.subscribers, c.deny, c.allow, c.convs = set(subs), set(deny), set(allow), set(convs)
+        return c
+
+
+class Conv:
+    """One user's conversation with one channel (kept in the user's slot)."""
+
+    __slots__ = ("read_seq", "deleted_seq", "created_at", "updated_at")
+
+    def __init__(self, read_seq: int = 0, deleted_seq: int = 0, created_at: int = 0, updated_at: int = 0) -> None:
+        self.read_seq = read_seq
+        self.deleted_seq = deleted_seq
+        self.created_at = created_at
+        self.updated_at = updated_at
+
+    def to_snap(self) -> list:
+        return [self.read_seq, self.deleted_seq, self.created_at, self.updated_at]
 
 
 class SlotState:
     def __init__(self, slot_id: int) -> None:
         self.slot_id = slot_id
-        # uid -> device flag -> [token, device level]
-        self.devices: dict[str, dict[int, list]] = {}
+        self.devices: dict[str, dict[int, list]] = {}  # uid -> flag -> [token, level]
+        self.channels: dict[tuple[str, int], Channel] = {}
+        self.convs: dict[str, dict[tuple[str, int], Conv]] = {}  # uid -> (channel id, type) -> Conv
+        self.dedupe: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()  # -> (message id, seq, ts)
+        self.applied = 0  # index of the last applied entry
 
-    # ---- reads
+    # ------------------------------------------------------------------ reads
     def token(self, uid: str, device_flag: int) -> tuple[str, int] | None:
         d = self.devices.get(uid, {}).get(device_flag)
         return (d[0], d[1]) if d else None
 
-    # ---- writes
-    def apply(self, op: str, args: dict) -> Any:
-        fn = getattr(self, "_op_" + op.replace(".", "_"), None)
+    def channel(self, cid: str, ctype: int) -> Channel | None:
+        return self.channels.get((cid, ctype))
+
+    def last_seq(self, cid: str, ctype: int) -> int:
+        c = self.channels.get((cid, ctype))
+        return c.last_seq if c else 0
+
+    def seen(self, cid: str, ctype: int, from_uid: str, cmn: str) -> tuple[int, int, int] | None:
+        return self.dedupe.get((cid, ctype, from_uid, cmn))
+
+    # ------------------------------------------------------------------ applying entries
+    def apply_msg(self, idx: int, d: list) -> None:
+        key = (d[M_CHANNEL], d[M_CTYPE])
+        c = self.channels.get(key)
+        if c is None:
+            c = self.channels[key] = Channel()
+        seq = d[M_SEQ]
+        if seq > c.last_seq:
+            c.last_seq = seq
+            c.last_ts = d[M_TS]
+        c.senders[d[M_FROM]] = seq
+        dk = (d[M_CHANNEL], d[M_CTYPE], d[M_FROM], d[M_CMN])
+        self.dedupe[dk] = (d[M_MID], seq, d[M_TS])
+        if len(self.dedupe) > DEDUPE_LIMIT:
+            self.dedupe.popitem(last=False)
+        self.applied = idx
+
+    def apply_op(self, idx: int, op: str, args: dict) -> Any:
+        fn = _OPS.get(op)
         if fn is None:
             raise ValueError(f"unknown slot operation {op!r}")
-        return fn(args)
+        self.applied = idx
+        return fn(self, args)
 
-    def _op_user_token(self, a: dict) -> None:
+    def _ch(self, a: dict) -> Channel:
+        key = (a["id"], int(a["type"]))
+        c = self.channels.get(key)
+        if c is None:
+            c = self.channels[key] = Channel()
+        return c
+
+    # ---- users
+    def _user_token(self, a: dict) -> None:
         self.devices.setdefault(a["uid"], {})[int(a["device_flag"])] = [a["token"], int(a["device_level"])]
 
-    def _op_user_quit(self, a: dict) -> None:
-        flags = a["device_flags"]
+    def _user_quit(self, a: dict) -> None:
         devs = self.devices.get(a["uid"])
-        if not devs:
-            return
-        for f in flags:
+        for f in a["device_flags"] if devs else ():
             d = devs.get(int(f))
             if d is not None:
-                d[0] = ""  # the device must authenticate again
+                d[0] = ""  # must authenticate again
 
+    # ---- channels
+    def _channel_info(self, a: dict) -> None:
+        c = self._ch(a)
+        for k in INFO_FIELDS:
+            if k in a["info"]:
+                c.info[k] = int(a["info"][k])
+        c.exists = True
+        c.version += 1
+
+    def _channel_subscribers(self, a: dict) -> list[str]:
+        """Returns the uids newly added."""
+        c = self._ch(a)
+        before = set(c.subscribers)
+        if a.get("reset"):
+            c.subscribers = set()
+        c.subscribers.update(a.get("add", ()))
+        c.subscribers.difference_update(a.get("remove", ()))
+        if a.get("remove_all"):
+            c.subscribers = set()
+        c.exists = True
+        c.version += 1
+        return sorted(c.subscribers - before)
+
+    def _channel_list(self, a: dict) -> None:
+        c = self._ch(a)
+        target = c.deny if a["list"] == "deny" else c.allow
+        mode = a["mode"]
+        if mode == "set":
+            target.clear()
+            target.update(a["uids"])
+        elif mode == "add":
+            target.update(a["uids"])
+        elif mode == "remove":
+            target.difference_update(a["uids"])
+        elif mode == "clear":
+            target.clear()
+        c.exists = True
+        c.version += 1
+
+    def _channel_conv_ensured(self, a: dict) -> None:
+        self._ch(a).convs.update(a["uids"])
+
+    def _channel_conv_forget(self, a: dict) -> None:
+        c = self.channels.get((a["id"], int(a["type"])))
+        if c is not None:
+            c.convs.difference_update(a["uids"])
+
+    # ---- conversations (in the user's slot)
+    def _conv_ensure(self, a: dict) -> bool:
+        """Create the conversation if missing, read up to ``read_seq``. True if created."""
+        convs = self.convs.setdefault(a["uid"], {})
+        key = (a["id"], int(a["type"]))
+        if key in convs:
+            return False
+        now = int(a.get("now") or 0)
+        convs[key] = Conv(int(a.get("read_seq", 0)), 0, now, now)
+        return True
+
+    def _conv_remove(self, a: dict) -> None:
+        convs = self.convs.get(a["uid"])
+        if convs is not None:
+            convs.pop((a["id"], int(a["type"])), None)
+            if not convs:
+                del self.convs[a["uid"]]
+
+    def _conv_set(self, a: dict) -> bool:
+        """Move the read and/or deleted position; True if the conversation changed.
+
+        ``raise_only``: the read position only moves forward (WuKongIM's setUnread and
+        clearUnread); ``if_exists``: do nothing for a conversation that does not exist.
+        """
+        convs = self.convs.get(a["uid"])
+        key = (a["id"], int(a["type"]))
+        conv = convs.get(key) if convs else None
+        now = int(a.get("now") or 0)
+        if conv is None:
+            if a.get("if_exists"):
+                return False
+            conv = self.convs.setdefault(a["uid"], {})[key] = Conv(0, 0, now, now)
+        changed = False
+        if "read_seq" in a:
+            target = int(a["read_seq"])
+            if not (a.get("raise_only") and conv.read_seq >= target):
+                changed |= conv.read_seq != target
+                conv.read_seq = target
+        if "deleted_seq" in a and int(a["deleted_seq"]) > conv.deleted_seq:
+            conv.deleted_seq = int(a["deleted_seq"])
+            changed = True
+        if changed:
+            conv.updated_at = now
+        return changed
+
+    # ------------------------------------------------------------------ snapshots
     def to_snapshot(self) -> dict:
-        return {"devices": self.devices}
+        return {
+            "devices": self.devices,
+            "channels": [[k[0], k[1], c.to_snap()] for k, c in self.channels.items()],
+            "convs": {uid: [[k[0], k[1], cv.to_snap()] for k, cv in d.items()] for uid, d in self.convs.items()},
+            "dedupe": [[k[0], k[1], k[2], k[3], v[0], v[1], v[2]] for k, v in self.dedupe.items()],
+            "applied": self.applied,
+        }
 
     @classmethod
     def from_snapshot(cls, slot_id: int, snap: dict) -> SlotState:
         s = cls(slot_id)
         s.devices = {uid: {int(f): list(v) for f, v in d.items()} for uid, d in snap.get("devices", {}).items()}
+        for cid, ctype, c in snap.get("channels", []):
+            s.channels[(cid, int(ctype))] = Channel.from_snap(c)
+        for uid, items in snap.get("convs", {}).items():
+            s.convs[uid] = {(cid, int(ctype)): Conv(*v) for cid, ctype, v in items}
+        for cid, ctype, frm, cmn, mid, seq, ts in snap.get("dedupe", []):
+            s.dedupe[(cid, int(ctype), frm, cmn)] = (mid, seq, ts)
+        s.applied = int(snap.get("applied", 0))
         return s
+
+
+_OPS = {
+    "user.token": SlotState._user_token,
+    "user.quit": SlotState._user_quit,
+    "channel.info": SlotState._channel_info,
+    "channel.subscribers": SlotState._channel_subscribers,
+    "channel.list": SlotState._channel_list,
+    "channel.conv_ensured": SlotState._channel_conv_ensured,
+    "channel.conv_forget": SlotState._channel_conv_forget,
+    "conv.ensure": SlotState._conv_ensure,
+    "conv.remove": SlotState._conv_remove,
+    "conv.set": SlotState._conv_set,
+}
+
+__all__ = ["Channel", "Conv", "SlotState", "INFO_FIELDS", "M_CHANNEL", "M_CTYPE", "M_MID"]

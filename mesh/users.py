@@ -30,8 +30,12 @@ def _set_token(svc, slot: int, a: dict) -> None:
 
 
 def _get_token(svc, slot: int, a: dict):
-    t = svc.state(slot).token(a["uid"], int(a["device_flag"]))
-    return list(t) if t else None
+    """[token, device level, ban, disband] (ban/disband of the user's own person channel)."""
+    state = svc.state(slot)
+    t = state.token(a["uid"], int(a["device_flag"]))
+    ch = state.channel(a["uid"], 1)
+    ban, disband = (ch.flag("ban"), ch.flag("disband")) if ch else (0, 0)
+    return [t[0], t[1], ban, disband] if t else [None, 0, ban, disband]
 
 
 def _quit(svc, slot: int, a: dict) -> None:
@@ -46,9 +50,10 @@ class Users:
         self.router.call(uid, "user.set_token", {"uid": uid, "token": token, "device_flag": device_flag,
                                                  "device_level": device_level})
 
-    def get_token(self, uid: str, device_flag: int) -> tuple[str, int] | None:
+    def get_token(self, uid: str, device_flag: int) -> tuple[str | None, int, int, int]:
+        """(token or None, device level, ban, disband) for one device flag of ``uid``."""
         t = self.router.call(uid, "user.get_token", {"uid": uid, "device_flag": device_flag})
-        return (t[0], t[1]) if t else None
+        return (t[0], t[1], t[2], t[3])
 
     def quit(self, uid: str, device_flags) -> None:
         self.router.call(uid, "user.quit", {"uid": uid, "device_flags": list(device_flags)})
@@ -64,6 +69,9 @@ class TokenAuthenticator:
         except SlotUnavailable as exc:
             log.warning("token check for uid=%s unavailable: %s", uid, exc)
             return AuthResult(wk.REASON_SYSTEM_ERROR)
-        if stored is None or not stored[0] or stored[0] != token:
+        stored_token, level, ban, _disband = stored
+        if not stored_token or stored_token != token:
             return AuthResult(wk.REASON_AUTH_FAIL)
-        return AuthResult(wk.REASON_SUCCESS, stored[1] if stored[1] in (0, 1) else DEVICE_LEVEL_MASTER)
+        if ban:
+            return AuthResult(wk.REASON_BAN)  # a banned user cannot log in (WuKongIM v2.2.5)
+        return AuthResult(wk.REASON_SUCCESS, level if level in (0, 1) else DEVICE_LEVEL_MASTER)

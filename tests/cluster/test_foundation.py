@@ -177,9 +177,11 @@ def test_gunicorn_node_joins_and_drains_on_sigterm(make_cluster):
     assert saw_503
     assert 3 in members(c.nodes[1])  # still a member while draining
     wait_until(lambda: members(c.nodes[1]) == [1, 2], 5, what="node 3 gone well before the lease TTL")
-    tab = slots(c.nodes[1])
-    assert all(s["leader"] in (1, 2) for s in tab["slots"])
+    wait_until(lambda: all(s["leader"] in (1, 2) for s in slots(c.nodes[1])["slots"]), 5,
+               what="every slot led by a remaining node")
     assert g.proc.p.wait(20) == 0
+    out = g.proc.output()
+    assert "hand-over done: 0 slot(s) still led here" in out, out[-3000:]
 
 
 def test_transfer_controller(cluster3):

@@ -1,0 +1,244 @@
+"""Message endpoints of the WuKongIM v2.2.5 HTTP API.
+
+* ``POST /message/send`` answers ``{"status":200,"data":{"message_id","client_msg_no","message_seq"}}``
+  once a majority of the channel's replicas has the message (WuKongIM answers before
+  persisting; Skein waits, so a 200 means the message is durable). An empty
+  ``from_uid`` sends as the system uid. HTTP sends skip the sender checks, as in
+  WuKongIM; a banned or disbanded channel gives 403 with the reason code.
+* ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}``.
+* ``POST /channel/messagesync``, ``POST /messages`` answer a bare
+  ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
+  ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
+  ``{"message_seq":n}``. Person chats are addressed with the peer's uid plus
+  ``login_uid``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+import zlib
+
+import falcon
+
+from api.channels import channel_of, uids_of
+from api.validate import body_of, int_field, str_field
+from gateway import wkproto as wk
+from gateway.ports import SendRequest
+from mesh.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
+from mesh.messages import message_resp
+
+SYNC_LIMIT_MAX = 10000
+SYNC_LIMIT_DEFAULT = 100
+
+
+def header_flags(body: dict) -> int:
+    h = body.get("header")
+    if h is None:
+        return 0
+    if not isinstance(h, dict):
+        raise falcon.HTTPBadRequest(title="header must be an object")
+    flags = 0
+    for name, bit in (("no_persist", wk.FLAG_NO_PERSIST), ("red_dot", wk.FLAG_RED_DOT),
+                      ("sync_once", wk.FLAG_SYNC_ONCE)):
+        v = h.get(name, 0)
+        if isinstance(v, bool):
+            v = int(v)
+        if v not in (0, 1):
+            raise falcon.HTTPBadRequest(title=f"header.{name} must be 0 or 1")
+        if v:
+            flags |= bit
+    return flags
+
+
+def payload_of(body: dict) -> bytes:
+    raw = body.get("payload")
+    if not isinstance(raw, str) or not raw:
+        raise falcon.HTTPBadRequest(title="payload (base64 string) is required")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise falcon.HTTPBadRequest(title="payload is not valid base64") from None
+    if len(data) > 512 * 1024:
+        raise falcon.HTTPBadRequest(title="payload is larger than 512 KiB")
+    return data
+
+
+def storage_of(node, cid: str, ctype: int, login_uid: str) -> str:
+    if ctype == PERSON:
+        if "@" in cid:
+            return cid
+        if not login_uid:
+            raise falcon.HTTPBadRequest(title="login_uid is required for a person channel")
+        return fake_channel_id(login_uid, cid)
+    return cid
+
+
+class _Base:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def call(self, fn, *args):
+        return self.node.call_or_503(fn, *args)
+
+    def send(self, req: SendRequest, *, subscribers=None) -> tuple[int, int, int]:
+        res = self.node.messages.send_sync(req, system=True, subscribers=subscribers)
+        if res.reason == wk.REASON_SYSTEM_ERROR:
+            raise falcon.HTTPServiceUnavailable(title="retry required", description="the channel's slot has no "
+                                                "leader right now")
+        return res.reason, res.message_id, res.message_seq
+
+
+class MessageSend(_Base):
+    def on_post(self, req, resp):
+        body = body_of(req)
+        payload = payload_of(body)
+        flags = header_flags(body)
+        from_uid = str_field(body, "from_uid").strip() or SYSTEM_UID
+        if is_special(from_uid):
+            raise falcon.HTTPBadRequest(title="from_uid must not contain '@', '#' or '&'")
+        cmn = str_field(body, "client_msg_no", max_len=128) or uuid.uuid4().hex + "0"
+        expire = int_field(body, "expire", 0, lo=0, hi=2**32 - 1)
+        subs = uids_of(body, "subscribers", required=False)
+        raw_cid = body.get("channel_id")
+        if subs:
+            if raw_cid:
+                raise falcon.HTTPBadRequest(title="give either channel_id or subscribers, not both")
+            if not flags & wk.FLAG_SYNC_ONCE:
+                raise falcon.HTTPBadRequest(title="sending to subscribers needs header.sync_once = 1")
+            cid = "tmp" + format(zlib.crc32(",".join(sorted(subs)).encode()), "08x") + "____cmd"
+            ctype = TEMP
+        else:
+            cid, ctype = channel_of(body)
+            if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
+                raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+        sreq = SendRequest(from_uid, cid, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
+        reason, mid, seq = self.send(sreq, subscribers=subs or None)
+        if reason != wk.REASON_SUCCESS:
+            resp.status = falcon.HTTP_403
+            resp.media = {"msg": f"send refused with reason code {reason}", "status": 403, "reason_code": reason}
+            return
+        if subs:
+            resp.media = {"status": 200}
+            return
+        resp.media = {"status": 200, "data": {"message_id": mid, "client_msg_no": cmn, "message_seq": seq}}
+
+
+class MessageSendBatch(_Base):
+    def on_post(self, req, resp):
+        body = body_of(req)
+        payload = payload_of(body)
+        flags = header_flags(body)
+        from_uid = str_field(body, "from_uid", required=True)
+        subs = [u for u in body.get("subscribers") or [] if isinstance(u, str)] \
+            if isinstance(body.get("subscribers"), list) else None
+        if not subs:
+            raise falcon.HTTPBadRequest(title="subscribers must list at least one uid")
+        fail_uids, reasons = [], []
+        for uid in dict.fromkeys(subs):
+            if not uid or is_special(uid):
+                fail_uids.append(uid)
+                reasons.append("uid contains '@', '#' or '&'")
+                continue
+            reason, _mid, _seq = self.send(SendRequest(from_uid, uid, PERSON, payload, uuid.uuid4().hex + "0", 0,
+                                                       flags))
+            if reason != wk.REASON_SUCCESS:
+                fail_uids.append(uid)
+                reasons.append(f"reason code {reason}")
+        resp.media = {"fail_uids": fail_uids, "reason": reasons}
+
+
+class MessageSync(_Base):
+    def on_post(self, req, resp):
+        body = body_of(req)
+        login_uid = str_field(body, "login_uid", required=True)
+        cid, ctype = channel_of(body)
+        start = int_field(body, "start_message_seq", 0, lo=0)
+        end = int_field(body, "end_message_seq", 0, lo=0)
+        limit = int_field(body, "limit", 0, lo=0)
+        limit = min(limit or SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX)
+        pull_mode = int_field(body, "pull_mode", 0, lo=0, hi=1)
+        sid = storage_of(self.node, cid, ctype, login_uid)
+        got = self.call(self.node.router.call, sid, "msg.sync",
+                        {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
+        if not got["exists"] and ctype != PERSON:
+            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+        msgs = got["messages"]
+        resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
+                      "messages": [message_resp(m) for m in msgs]}
+
+
+class MessagesGet(_Base):
+    def on_post(self, req, resp):
+        body = body_of(req)
+        cid, ctype = channel_of(body)
+        sid = storage_of(self.node, cid, ctype, str_field(body, "login_uid"))
+        seqs = _int_list(body, "message_seqs")
+        ids = _int_list(body, "message_ids")
+        cmns = body.get("client_msg_nos") or []
+        if not isinstance(cmns, list) or not all(isinstance(x, str) for x in cmns):
+            raise falcon.HTTPBadRequest(title="client_msg_nos must be an array of strings")
+        got = self.call(self.node.router.call, sid, "msg.lookup",
+                        {"id": sid, "type": ctype, "seqs": seqs, "ids": ids, "cmns": cmns})
+        if not got["exists"] and ctype != PERSON:
+            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+        resp.media = {"start_message_seq": 0, "end_message_seq": 0, "more": 0,
+                      "messages": [message_resp(m) for m in got["messages"]]}
+
+
+class MessageGet(_Base):
+    def on_post(self, req, resp):
+        body = body_of(req)
+        cid, ctype = channel_of(body)
+        sid = storage_of(self.node, cid, ctype, str_field(body, "login_uid"))
+        mid = body.get("message_id")
+        cmn = str_field(body, "client_msg_no")
+        if mid is not None and (isinstance(mid, bool) or not isinstance(mid, (int, str))):
+            raise falcon.HTTPBadRequest(title="message_id must be an integer")
+        try:
+            ids = [int(mid)] if mid not in (None, "", 0) else []
+        except ValueError:
+            raise falcon.HTTPBadRequest(title="message_id must be an integer") from None
+        if not ids and not cmn:
+            resp.media = {"status": 404}
+            return
+        got = self.call(self.node.router.call, sid, "msg.lookup",
+                        {"id": sid, "type": ctype, "ids": ids, "cmns": [cmn] if cmn and not ids else []})
+        resp.media = message_resp(got["messages"][0]) if got["messages"] else {"status": 404}
+
+
+class MaxMessageSeq(_Base):
+    def on_get(self, req, resp):
+        cid = (req.get_param("channel_id") or "").strip()
+        if not cid:
+            raise falcon.HTTPBadRequest(title="channel_id is required")
+        ctype = req.get_param_as_int("channel_type", default=0, min_value=0, max_value=255)
+        if ctype not in range(1, 13):
+            raise falcon.HTTPBadRequest(title="channel_type must be 1-12")
+        sid = storage_of(self.node, cid, ctype, (req.get_param("login_uid") or "").strip())
+        got = self.call(self.node.router.call, sid, "msg.max_seq", {"id": sid, "type": ctype})
+        resp.media = {"message_seq": got["seq"]}
+
+
+def _int_list(body: dict, name: str) -> list[int]:
+    v = body.get(name) or []
+    if not isinstance(v, list):
+        raise falcon.HTTPBadRequest(title=f"{name} must be an array of integers")
+    out = []
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, (int, str)):
+            raise falcon.HTTPBadRequest(title=f"{name} must be an array of integers")
+        try:
+            out.append(int(x))
+        except ValueError:
+            raise falcon.HTTPBadRequest(title=f"{name} must be an array of integers") from None
+    return out[:10000]
+
+
+def register(app: falcon.App, node) -> None:
+    app.add_route("/message/send", MessageSend(node))
+    app.add_route("/message/sendbatch", MessageSendBatch(node))
+    app.add_route("/channel/messagesync", MessageSync(node))
+    app.add_route("/messages", MessagesGet(node))
+    app.add_route("/message", MessageGet(node))
+    app.add_route("/channel/max_message_seq", MaxMessageSeq(node))

@@ -1,0 +1,329 @@
+"""The write path of messages, from any node to the channel's slot leader and out to recipients.
+
+Origin node (the one holding the client connection or serving the HTTP call):
+``submit()`` finds the leader of the channel's slot and queues the send for it; one
+batcher per leader node sends batches over the mesh without waiting for the previous
+reply (the mesh keeps their order), or calls the local leader directly. Sends whose
+leader moved are re-routed until their deadline, then answered with SystemError (15).
+
+Slot leader (``msg.send``): batches are taken one at a time, in arrival order, by a
+FIFO lock: the permissions are checked (WuKongIM's order and reason codes, see
+``mesh.channel_rules``), a retry of a known (channel, from_uid, client_msg_no) gets
+the original message id and seq, otherwise the next gap-free seq of the channel and a
+snowflake id are assigned and the entry is proposed to the slot's replicas. The reply
+goes back once a majority has the entry durably (SENDACK after quorum). NoPersist
+messages get seq 0 and are only delivered to online recipients.
+
+On commit the leader broadcasts ``msg.deliver`` (the message, its recipients and the
+sending connection to skip); every node writes RECV to its own sessions of the
+recipients. It also creates missing person-chat conversations and queues webhooks.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+import gevent.event
+import gevent.lock
+
+from gateway import wkproto as wk
+from gateway.ports import Delivery, SendRequest, SendResult
+from mesh import metrics
+from mesh.channel_rules import (
+    PERSON,
+    SYSTEM_DEVICE,
+    SYSTEM_UID,
+    TEMP,
+    ChannelView,
+    check_send,
+    person_pair,
+    person_peer,
+    storage_id,
+)
+from mesh.replica import NotLeader, SlotReplica
+from mesh.snowflake import Snowflake
+from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM
+from mesh.transport import MeshError, RemoteError
+
+log = logging.getLogger("mesh.messages")
+
+R_NOT_LEADER = -1  # internal: the item must be re-routed
+
+# wire item: [slot, from_uid, channel_id, channel_type, payload, client_msg_no, flags, setting, expire, topic,
+#             device_flag, conn_node, conn_id, system, temp_subscribers]
+
+
+class _Pending:
+    __slots__ = ("req", "done", "slot", "deadline", "system", "subscribers")
+
+    def __init__(self, req: SendRequest, done, slot: int, deadline: float, system: bool,
+                 subscribers: list[str] | None) -> None:
+        self.req = req
+        self.done = done
+        self.slot = slot
+        self.deadline = deadline
+        self.system = system
+        self.subscribers = subscribers
+
+    def wire(self) -> list:
+        r = self.req
+        return [self.slot, r.from_uid, r.channel_id, r.channel_type, r.payload, r.client_msg_no, r.flags, r.setting,
+                r.expire, r.topic, r.device_flag, r.conn[0], r.conn[1], self.system, self.subscribers]
+
+
+class _Batcher:
+    """Sends queued items to one leader node, batch after batch, never waiting for replies in between."""
+
+    def __init__(self, svc: Messages, node: int) -> None:
+        self.svc = svc
+        self.node = node
+        self.items: list[_Pending] = []
+        self.event = gevent.event.Event()
+        self.greenlet = gevent.spawn(self._loop)
+
+    def add(self, item: _Pending) -> None:
+        self.items.append(item)
+        self.event.set()
+
+    def _loop(self) -> None:
+        while True:
+            self.event.wait()
+            self.event.clear()
+            gevent.sleep(0)  # let concurrent submitters join this batch
+            while self.items:
+                batch, self.items = self.items[:500], self.items[500:]
+                gevent.spawn(self.svc._send_batch, self.node, batch)
+
+
+class Messages:
+    def __init__(self, node) -> None:
+        self.node = node
+        self.node_id = node.node_id
+        self.router = node.router
+        self.snowflake = Snowflake(node.node_id)
+        self.batchers: dict[int, _Batcher] = {}
+        self.lock = gevent.lock.Semaphore()  # FIFO: keeps the arrival order of sends on the leader
+        self.timeout = node.cfg["cluster.requestTimeout"] * 2
+        self.person_whitelist = not node.cfg["whitelistOffOfPerson"]
+        self._conv_inflight: set[tuple] = set()
+        node.mesh.handle("msg.send", self._on_send)
+        node.mesh.subscribe("msg.deliver", self._on_deliver)
+
+    # ------------------------------------------------------------------ origin side
+    def submit(self, req: SendRequest, done, *, system: bool = False, subscribers: list[str] | None = None) -> None:
+        """The gateway's MessageSink: route the send to its slot leader; ``done(SendResult)`` later."""
+        if req.channel_type == PERSON and not req.channel_id:
+            done(SendResult(wk.REASON_CHANNEL_ID_ERROR))
+            return
+        sid = storage_id(req.channel_type, req.channel_id, req.from_uid)
+        item = _Pending(req, done, self.router.slot_of(sid), time.monotonic() + self.timeout,
+                        system or req.from_uid == SYSTEM_UID or req.device_flag == SYSTEM_DEVICE, subscribers)
+        self._route(item)
+
+    def send_sync(self, req: SendRequest, *, system: bool = False, subscribers: list[str] | None = None,
+                  timeout: float | None = None) -> SendResult:
+        """Submit and wait (HTTP API)."""
+        ar: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self.submit(req, ar.set, system=system, subscribers=subscribers)
+        try:
+            return ar.get(timeout=timeout or self.timeout + 1)
+        except gevent.Timeout:
+            return SendResult(wk.REASON_SYSTEM_ERROR)
+
+    def _route(self, item: _Pending) -> None:
+        leader = self.router.leader_of(item.slot)
+        if not leader:
+            self._retry_later(item, "no leader")
+            return
+        b = self.batchers.get(leader)
+        if b is None or b.greenlet.dead:
+            b = self.batchers[leader] = _Batcher(self, leader)
+        b.add(item)
+
+    def _retry_later(self, item: _Pending, why: str) -> None:
+        if time.monotonic() > item.deadline:
+            log.warning("send from uid=%s to %s:%s failed after retries: %s", item.req.from_uid,
+                        item.req.channel_type, item.req.channel_id, why)
+            self._finish(item, SendResult(wk.REASON_SYSTEM_ERROR))
+            return
+        gevent.spawn_later(0.05, self._route, item)
+
+    def _finish(self, item: _Pending, res: SendResult) -> None:
+        try:
+            item.done(res)
+        except Exception:
+            log.exception("SENDACK callback failed")
+
+    def _send_batch(self, leader: int, batch: list[_Pending]) -> None:
+        try:
+            if leader == self.node_id:
+                results = self._on_send(self.node_id, [it.wire() for it in batch])
+            else:
+                results = self.node.mesh.request(leader, "msg.send", [it.wire() for it in batch],
+                                                 timeout=self.timeout)
+        except (MeshError, RemoteError) as exc:
+            for it in batch:
+                self._retry_later(it, str(exc))
+            return
+        for it, (reason, mid, seq) in zip(batch, results):
+            if reason == R_NOT_LEADER:
+                self._retry_later(it, "leader moved")
+            else:
+                self._finish(it, SendResult(reason, mid, seq))
+
+    # ------------------------------------------------------------------ leader side
+    def _on_send(self, sender: int, items: list) -> list:
+        replication = self.node.replication
+        results: list = [None] * len(items)
+        waits: list[tuple[int, gevent.event.AsyncResult, int, int]] = []
+        with self.lock:
+            uids = set()
+            for it in items:
+                if not it[13]:
+                    uids.add(it[1])  # the sender's send_ban
+                    if it[3] == PERSON:
+                        uids.add(it[2])  # the receiver's deny/allow lists
+            try:
+                perms = self.node.person_perms.get_many(uids) if uids else {}
+            except Exception as exc:
+                log.warning("person flags unavailable (%s); sends will be retried", exc)
+                return [[R_NOT_LEADER, 0, 0]] * len(items)
+            for i, it in enumerate(items):
+                r = replication.serving(it[0])
+                if r is None:
+                    results[i] = [R_NOT_LEADER, 0, 0]
+                    continue
+                try:
+                    out = self._propose(r, it, perms)
+                except NotLeader:
+                    results[i] = [R_NOT_LEADER, 0, 0]
+                    continue
+                if isinstance(out, list):
+                    results[i] = out
+                else:
+                    ar, mid, seq = out
+                    waits.append((i, ar, mid, seq))
+        for i, ar, mid, seq in waits:
+            try:
+                ar.get(timeout=self.timeout)
+                results[i] = [wk.REASON_SUCCESS, mid, seq]
+            except (NotLeader, gevent.Timeout):
+                results[i] = [R_NOT_LEADER, 0, 0]
+        return results
+
+    def _propose(self, r: SlotReplica, it: list, perms: dict) -> list | tuple:
+        (_slot, from_uid, channel_id, ctype, payload, cmn, flags, setting, expire, topic, _dflag, cnode, cconn,
+         system, temp_subs) = it
+        sid = storage_id(ctype, channel_id, from_uid)
+        state = r.state
+        ch = state.channel(sid, ctype)
+        view = None
+        if ch is not None:
+            view = ChannelView(ch.exists, ch.flag("ban"), ch.flag("disband"), ch.subscribers, ch.deny, ch.allow)
+        if ctype == TEMP and temp_subs is not None:
+            view = ChannelView(True, 0, 0, frozenset(temp_subs) | {from_uid})
+        reason = check_send(ctype, channel_id, from_uid, view, perms.get(from_uid),
+                            perms.get(channel_id) if ctype == PERSON else None, system=system,
+                            person_whitelist=self.person_whitelist)
+        if reason != wk.REASON_SUCCESS:
+            metrics.messages_refused.labels(str(reason)).inc()
+            return [reason, 0, 0]
+        dk = (sid, ctype, from_uid, cmn)
+        seen = state.seen(*dk)
+        if seen is not None:
+            metrics.messages_deduplicated.inc()
+            return [wk.REASON_SUCCESS, seen[0], seen[1]]
+        pending = r.pending_dedupe.get(dk)
+        if pending is not None:
+            metrics.messages_deduplicated.inc()
+            return pending  # (result, message id, seq) of the same send still in flight
+        mid = self.snowflake.next()
+        ts = int(time.time())
+        exclude = (cnode, cconn) if cnode else None
+        if flags & wk.FLAG_NO_PERSIST:
+            data = [sid, ctype, 0, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload]
+            self._publish(data, self._recipients(r, data, temp_subs), exclude)
+            return [wk.REASON_SUCCESS, mid, 0]
+        key = (sid, ctype)
+        seq = r.leader_seq.get(key) or state.last_seq(sid, ctype)
+        seq += 1
+        r.leader_seq[key] = seq
+        data = [sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload]
+        ar = r.propose(KIND_MSG, data, meta=(exclude, temp_subs))
+        r.pending_dedupe[dk] = (ar, mid, seq)
+        ar.rawlink(lambda _a, dk=dk, r=r: r.pending_dedupe.pop(dk, None))
+        return (ar, mid, seq)
+
+    # ------------------------------------------------------------------ after commit (leader)
+    def on_commit(self, r: SlotReplica, entry: tuple, meta) -> None:
+        """Replica apply hook for committed MSG entries on the leader."""
+        data = entry[3]
+        exclude, temp_subs = meta if meta else (None, None)
+        recipients = self._recipients(r, data, temp_subs)
+        self._publish(data, recipients, exclude)
+        ctype = data[M_CTYPE]
+        if ctype == PERSON:
+            self._ensure_person_convs(r, data)
+        hooks = self.node.webhooks
+        if hooks is not None:
+            hooks.message_committed(data, recipients)
+
+    def _recipients(self, r: SlotReplica, data: list, temp_subs) -> list[str]:
+        ctype = data[M_CTYPE]
+        if ctype == PERSON:
+            return person_pair(data[M_CHANNEL])
+        if temp_subs:
+            return sorted(set(temp_subs) | {data[M_FROM]})
+        ch = r.state.channel(data[M_CHANNEL], ctype)
+        return list(ch.subscribers) if ch is not None else [data[M_FROM]]
+
+    def _publish(self, data: list, recipients: list[str], exclude) -> None:
+        self.node.mesh.publish("msg.deliver", [data, recipients, list(exclude) if exclude else None, time.time()])
+
+    def _on_deliver(self, sender: int, payload: list) -> None:
+        data, recipients, exclude, committed_at = payload
+        sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, body = data
+        addressed = person_peer(sid, from_uid) if ctype == PERSON else sid
+        d = Delivery(mid, seq, cmn, from_uid, addressed, ctype, ts, body, flags, setting, expire, topic or "",
+                     committed_at)
+        self.node.gateway.deliver(d, recipients, tuple(exclude) if exclude else None)
+
+    def _ensure_person_convs(self, r: SlotReplica, data: list) -> None:
+        sid, ctype = data[M_CHANNEL], data[M_CTYPE]
+        ch = r.state.channel(sid, ctype)
+        missing = [u for u in person_pair(sid) if ch is None or u not in ch.convs]
+        key = (sid, ctype)
+        if not missing or key in self._conv_inflight:
+            return
+        self._conv_inflight.add(key)
+        gevent.spawn(self._create_person_convs, r, sid, ctype, missing, key)
+
+    def _create_person_convs(self, r: SlotReplica, sid: str, ctype: int, uids: list[str], key) -> None:
+        try:
+            for uid in uids:
+                self.router.call(uid, "conv.ensure", {"uid": uid, "id": sid, "type": ctype, "read_seq": 0,
+                                                      "now": int(time.time())})
+            if r.is_serving():
+                r.propose_op("channel.conv_ensured", {"id": sid, "type": ctype, "uids": uids})
+        except Exception as exc:
+            log.info("person conversations for %s not created yet (%s); the next message retries", sid, exc)
+        finally:
+            self._conv_inflight.discard(key)
+
+
+def message_resp(data: list, for_uid: str | None = None) -> dict:
+    """WuKongIM's MessageResp JSON for one stored message."""
+    import base64
+
+    sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload = data
+    cid = person_peer(sid, from_uid) if ctype == PERSON else sid
+    resp = {"header": {"no_persist": flags & 1, "red_dot": (flags >> 1) & 1, "sync_once": (flags >> 2) & 1},
+            "setting": setting, "message_id": mid, "message_idstr": str(mid), "client_msg_no": cmn,
+            "message_seq": seq, "from_uid": "" if from_uid == SYSTEM_UID else from_uid, "channel_id": cid,
+            "channel_type": ctype, "expire": expire, "timestamp": ts,
+            "payload": base64.b64encode(payload).decode()}
+    if topic:
+        resp["topic"] = topic
+    return resp
+

@@ -1,0 +1,277 @@
+"""All slot replicas of this node: roles from the slot table, node-to-node handlers, reports.
+
+Follows the slot table: for every slot this node is a member of it keeps a
+``SlotReplica`` (loaded from the store) and makes it leader (when the table names
+this node at the current term and the etcd session is alive), follower or learner;
+replicas of slots it no longer belongs to are dropped after a grace period. It
+answers the replication requests of other nodes (``repl.append``, ``repl.prepare``,
+``repl.fetch``, ``repl.positions``, ``repl.status``), publishes each led slot's
+report to etcd (``slotstate/<slot>``: term, ready, in-sync members) for the
+controller, compacts committed entries into the archive tables and takes snapshots.
+``/health`` is not ready while a replica is still catching up with its leader.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import gevent
+
+from coordinator.slot_table import SlotTable
+from mesh import metrics
+from mesh.replica import FOLLOWER, LEADER, NONE, SlotReplica
+from mesh.store import Store
+from mesh.transport import MeshError, Refused
+from mesh.wake_loop import WakeLoop
+
+log = logging.getLogger("mesh.replication")
+
+DROP_GRACE = 30.0  # seconds a slot must stay outside our membership before its data is dropped
+COMPACT_EVERY = 30.0
+
+
+class Replication:
+    def __init__(self, node) -> None:
+        self.node = node
+        self.node_id = node.node_id
+        cfg = node.cfg
+        self.store = Store(cfg["rootDir"], threads=cfg["store.threads"], memory_limit=cfg["store.memoryLimit"],
+                           commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"])
+        self.replicas: dict[int, SlotReplica] = {}
+        self.apply_hook = None
+        self._published: dict[int, dict] = {}
+        self._not_member_since: dict[int, float] = {}
+        self._snapshotting: set[int] = set()
+        self._compacted: dict[int, int] = {}
+        self._status_loop = WakeLoop("slot status report", self._publish_status, interval=2.0, settle=0.05,
+                                     logger=log)
+        self._roles_loop = WakeLoop("slot roles", self._apply_table, interval=1.0, logger=log)
+        self._greenlets: list[gevent.Greenlet] = []
+        self.truncated = 0
+        m = node.mesh
+        m.handle("repl.append", self._on_append)
+        m.handle("repl.prepare", self._on_prepare)
+        m.handle("repl.fetch", self._on_fetch)
+        m.handle("repl.positions", self._on_positions)
+        m.handle("repl.status", self._on_status)
+        m.handle("repl.sync_force", self._on_sync_force)
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        self.store.open()
+        for slot in sorted(self.store.local_slots()):
+            self._replica(slot)
+
+    def start(self) -> None:
+        self.node.view.listen(self._roles_loop.wake)
+        self.node.membership.on_session_change(self._roles_loop.wake)
+        self._roles_loop.start()
+        self._status_loop.start()
+        self._greenlets = [gevent.spawn(self._compact_loop)]
+
+    def stop(self) -> None:
+        self._roles_loop.stop()
+        self._status_loop.stop()
+        gevent.killall(self._greenlets, block=False)
+        for r in self.replicas.values():
+            r.stop()
+        self.store.close()
+
+    def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
+        return self.node.mesh.request(peer, method, payload, timeout=timeout)
+
+    def session_alive(self) -> bool:
+        m = self.node.membership
+        return m is not None and m.session_alive
+
+    # ------------------------------------------------------------------ roles
+    def _replica(self, slot: int) -> SlotReplica:
+        r = self.replicas.get(slot)
+        if r is None:
+            r = SlotReplica(self, slot)
+            r.load()
+            r.apply_hook = self.apply_hook
+            self.replicas[slot] = r
+        return r
+
+    def _apply_table(self) -> None:
+        table = self.node.view.table
+        if table is None:
+            return
+        alive = self.session_alive()
+        now = time.monotonic()
+        led = 0
+        for s in table.slots:
+            members = s.replicas + s.learners
+            if self.node_id not in members:
+                r = self.replicas.get(s.id)
+                if r is not None:
+                    if r.role != NONE:
+                        r.become_none()
+                    since = self._not_member_since.setdefault(s.id, now)
+                    if now - since > DROP_GRACE:
+                        self._drop(s.id)
+                continue
+            self._not_member_since.pop(s.id, None)
+            r = self._replica(s.id)
+            r.set_config(s.replicas, s.learners)
+            if s.leader == self.node_id and alive:
+                r.become_leader(s.term)
+                led += 1
+            else:
+                if r.role == LEADER and (s.leader != self.node_id or not alive):
+                    r._step_down("etcd session lost" if not alive else f"node {s.leader} leads term {s.term}")
+                r.become_follower(s.term, s.leader)
+        metrics.slots_led.set(led)
+        self._status_loop.wake()
+
+    def _drop(self, slot: int) -> None:
+        r = self.replicas.pop(slot, None)
+        self._not_member_since.pop(slot, None)
+        if r is not None:
+            r.stop()
+        log.info("slot %d: no longer a replica here; dropping its data", slot)
+        try:
+            self.store.drop_slot(slot)
+        except Exception:
+            log.exception("dropping slot %d failed", slot)
+        self._published.pop(slot, None)
+
+    def serving(self, slot: int) -> SlotReplica | None:
+        r = self.replicas.get(slot)
+        return r if r is not None and r.is_serving() else None
+
+    # ------------------------------------------------------------------ reports
+    def status_changed(self, replica: SlotReplica) -> None:
+        self._status_loop.wake()
+
+    def in_sync_maybe_changed(self, replica: SlotReplica) -> None:
+        pub = self._published.get(replica.slot)
+        if pub is None or sorted(replica.in_sync()) != pub.get("in_sync") or pub.get("ready") != replica.ready:
+            self._status_loop.wake()
+
+    def _publish_status(self) -> None:
+        m = self.node.membership
+        table = self.node.view.table
+        if m is None or not m.session_alive or table is None:
+            return
+        etcd = self.node.etcd
+        for r in list(self.replicas.values()):
+            s = table.slots[r.slot] if r.slot < len(table.slots) else None
+            if r.role != LEADER or s is None or s.leader != self.node_id or s.term != r.term:
+                continue
+            want = {"term": r.term, "leader": self.node_id, "ready": r.ready, "in_sync": sorted(r.in_sync()),
+                    "last_index": r.last_index}
+            pub = self._published.get(r.slot)
+            if pub is not None and {k: pub[k] for k in ("term", "ready", "in_sync")} == \
+                    {k: want[k] for k in ("term", "ready", "in_sync")}:
+                continue
+            etcd.put(etcd.key("slotstate", r.slot), json.dumps(want), lease=m.lease)
+            self._published[r.slot] = want
+
+    def health_reasons(self) -> list[str]:
+        table = self.node.view.table
+        if table is None:
+            return []
+        live = self.node.view.members
+        behind = []
+        for r in self.replicas.values():
+            s = table.slots[r.slot]
+            if self.node_id not in s.replicas + s.learners or not s.leader or s.leader not in live:
+                continue
+            if r.role == FOLLOWER and s.leader != self.node_id and not r.caught_up:
+                behind.append(r.slot)
+        if behind:
+            return [f"catching up {len(behind)} slot(s): {behind[:8]}"]
+        return []
+
+    def count_truncated(self, n: int) -> None:
+        self.truncated += n
+        metrics.repl_truncated.inc(n)
+
+    # ------------------------------------------------------------------ controller support
+    def positions(self, table: SlotTable, slots: set[int]) -> dict[int, dict[int, tuple[int, int]]]:
+        """(last term, last index) of every live voter of ``slots``, to pick new leaders."""
+        out: dict[int, dict[int, tuple[int, int]]] = {s: {} for s in slots}
+        nodes = {n for s in slots for n in table.slots[s].replicas if n in self.node.view.members}
+
+        def ask(n: int) -> None:
+            try:
+                got = self.request(n, "repl.positions", sorted(slots), timeout=1.0)
+            except MeshError:
+                return
+            for slot, pos in got.items():
+                out.setdefault(int(slot), {})[n] = (pos[0], pos[1])
+        gevent.joinall([gevent.spawn(ask, n) for n in nodes], timeout=1.5)
+        return out
+
+    # ------------------------------------------------------------------ handlers
+    def _target(self, slot: int) -> SlotReplica:
+        table = self.node.view.table
+        if table is None or slot >= table.slot_count:
+            raise Refused("no_slot", slot)
+        return self._replica(slot)
+
+    def _on_append(self, sender: int, p: list) -> dict:
+        slot, term, leader, prev_idx, prev_term, entries, commit = p
+        return self._target(slot).on_append(term, leader, prev_idx, prev_term, entries, commit)
+
+    def _on_prepare(self, sender: int, p: list) -> dict:
+        slot, term, leader = p
+        return self._target(slot).on_prepare(term, leader)
+
+    def _on_fetch(self, sender: int, p: list) -> list:
+        slot, term, first, last = p
+        r = self.replicas.get(slot)
+        if r is None:
+            return []
+        return r.on_fetch(first, last)
+
+    def _on_positions(self, sender: int, slots: list) -> dict:
+        return {s: [self.replicas[s].last_term, self.replicas[s].last_index] for s in slots if s in self.replicas}
+
+    def _on_status(self, sender: int, _p: Any) -> list:
+        return [r.info() for r in self.replicas.values() if r.role == LEADER]
+
+    def _on_sync_force(self, sender: int, _p: Any) -> int:
+        n = 0
+        for r in self.replicas.values():
+            if r.role == LEADER:
+                r._send_event.set()
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------ housekeeping
+    def schedule_snapshot(self, r: SlotReplica) -> None:
+        if r.slot in self._snapshotting:
+            return
+        self._snapshotting.add(r.slot)
+
+        def run():
+            try:
+                r.snapshot()
+            except Exception:
+                log.exception("slot %d: snapshot failed", r.slot)
+            finally:
+                self._snapshotting.discard(r.slot)
+        gevent.spawn(run)
+
+    def _compact_loop(self) -> None:
+        while True:
+            gevent.sleep(COMPACT_EVERY)
+            for r in list(self.replicas.values()):
+                upto = min(r.commit_index, r.state.applied)
+                if upto - self._compacted.get(r.slot, 0) < 1000:
+                    continue
+                try:
+                    if r.snapshot_index < upto:
+                        r.snapshot()
+                    self.store.compact(r.slot, upto)
+                    self._compacted[r.slot] = upto
+                except Exception:
+                    log.exception("slot %d: compaction failed", r.slot)
+
+    def info(self) -> list[dict]:
+        return [r.info() for r in self.replicas.values()]

@@ -1,0 +1,302 @@
+"""This node's durable storage: the slot logs and state snapshots, in one DuckDB file.
+
+Layout (``<rootDir>/skein.duckdb``):
+
+* ``hot``: every new log entry of every slot this node replicates, appended by the
+  group committer (one transaction, one appender flush, one fsync for many entries);
+* ``arch_<slot>``: committed entries moved out of ``hot`` by ``compact()``, written
+  ordered by (kind, channel, seq) so that history reads of one channel touch few row
+  groups however large the table grows;
+* ``snap``: the latest state snapshot of each slot (metadata state at a log index);
+* ``meta``: small key/value facts.
+
+A log entry is ``(idx, term, kind, data)``; ``kind`` is NOOP (a leader's barrier),
+MSG (a chat message: ``data`` is a ``MsgRow`` list) or OP (a metadata operation:
+``data`` is ``[op, args]``). Every DuckDB call runs in the gevent hub's threadpool
+(DuckDB releases the GIL; calling it on the hub would stall every socket), and writes
+are serialised through one flusher greenlet.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+import gevent
+import gevent.event
+import msgpack
+
+from mesh import metrics
+
+log = logging.getLogger("mesh.store")
+
+KIND_NOOP = 0
+KIND_MSG = 1
+KIND_OP = 2
+
+# MSG data: [channel_id, channel_type, seq, message_id, from_uid, client_msg_no, timestamp, flags, setting,
+#            expire, topic, payload]
+M_CHANNEL, M_CTYPE, M_SEQ, M_MID, M_FROM, M_CMN, M_TS, M_FLAGS, M_SETTING, M_EXPIRE, M_TOPIC, M_PAYLOAD = range(12)
+
+COLUMNS = ("idx BIGINT, term BIGINT, kind UTINYINT, channel VARCHAR, ctype UTINYINT, seq BIGINT, mid BIGINT, "
+           "from_uid VARCHAR, cmn VARCHAR, ts BIGINT, flags UTINYINT, setting UTINYINT, expire UINTEGER, "
+           "topic VARCHAR, payload BLOB, op BLOB")
+SELECT_COLS = "idx, term, kind, channel, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload, op"
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpack(b: bytes) -> Any:
+    return msgpack.unpackb(b, raw=False, strict_map_key=False)
+
+
+def entry_to_row(slot: int, e: tuple) -> tuple:
+    idx, term, kind, data = e
+    if kind == KIND_MSG:
+        d = data
+        return (slot, idx, term, kind, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], None)
+    return (slot, idx, term, kind, None, None, None, None, None, None, None, None, None, None, None, None,
+            _pack(data) if data is not None else None)
+
+
+def row_to_entry(r: tuple) -> tuple:
+    idx, term, kind = r[0], r[1], r[2]
+    if kind == KIND_MSG:
+        return (idx, term, kind, [r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13] or "",
+                                  bytes(r[14]) if r[14] is not None else b""])
+    return (idx, term, kind, _unpack(r[15]) if r[15] is not None else None)
+
+
+class StoreError(Exception):
+    pass
+
+
+class _Write:
+    __slots__ = ("kind", "slot", "payload", "done")
+
+    def __init__(self, kind: str, slot: int, payload: Any) -> None:
+        self.kind = kind
+        self.slot = slot
+        self.payload = payload
+        self.done = gevent.event.AsyncResult()
+
+
+class Store:
+    def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
+                 commit_interval: float = 0.002, commit_max: int = 2000) -> None:
+        os.makedirs(root, exist_ok=True)
+        self.path = os.path.join(root, "skein.duckdb")
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self.commit_interval = commit_interval
+        self.commit_max = commit_max
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self._queue: list[_Write] = []
+        self._wake = gevent.event.Event()
+        self._flusher: gevent.Greenlet | None = None
+        self._pool = gevent.get_hub().threadpool
+        self._appender = None
+        self._arch_tables: set[int] = set()
+        self.closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        self.con = duckdb.connect(self.path, config={"threads": self.threads, "memory_limit": self.memory_limit})
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS hot (slot SMALLINT, {COLUMNS})")
+        self.con.execute("CREATE TABLE IF NOT EXISTS snap (slot SMALLINT, idx BIGINT, term BIGINT, data BLOB)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        for (name,) in self.con.execute("SELECT table_name FROM information_schema.tables "
+                                        "WHERE table_name LIKE 'arch_%'").fetchall():
+            self._arch_tables.add(int(name.split("_", 1)[1]))
+        self._appender = self.con.appender("hot")
+        self._flusher = gevent.spawn(self._flush_loop)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._flusher is not None:
+            self._flusher.kill(block=True, timeout=2)
+        for w in self._queue:
+            if not w.done.ready():
+                w.done.set_exception(StoreError("store closed"))
+        self._queue = []
+        if self.con is not None:
+            try:
+                self.con.close()
+            except Exception:
+                pass
+            self.con = None
+
+    def _run(self, fn, *args):
+        """Run ``fn(cursor, *args)`` on a fresh cursor in the threadpool."""
+        con = self.con
+        if con is None:
+            raise StoreError("store closed")
+
+        def call():
+            cur = con.cursor()
+            try:
+                return fn(cur, *args)
+            finally:
+                cur.close()
+        return self._pool.apply(call)
+
+    # ------------------------------------------------------------------ group-committed writes
+    def _submit(self, w: _Write) -> Any:
+        if self.closed:
+            raise StoreError("store closed")
+        self._queue.append(w)
+        self._wake.set()
+        return w.done.get()
+
+    def append(self, slot: int, entries: list[tuple]) -> None:
+        """Make ``entries`` durable (returns after the commit that contains them)."""
+        if entries:
+            self._submit(_Write("append", slot, entries))
+
+    def truncate_after(self, slot: int, idx: int) -> None:
+        """Delete this slot's uncommitted entries with index > idx (they never reached a majority)."""
+        self._submit(_Write("truncate", slot, idx))
+
+    def save_snapshot(self, slot: int, idx: int, term: int, data: bytes) -> None:
+        self._submit(_Write("snapshot", slot, (idx, term, data)))
+
+    def drop_slot(self, slot: int) -> None:
+        """Forget everything of a slot this node no longer replicates."""
+        self._submit(_Write("drop", slot, None))
+
+    def put_meta(self, key: str, value: str) -> None:
+        self._submit(_Write("meta", 0, (key, value)))
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.commit_interval:
+                gevent.sleep(self.commit_interval)
+            while self._queue:
+                batch, self._queue = self._queue[:self.commit_max], self._queue[self.commit_max:]
+                started = time.perf_counter()
+                try:
+                    rows = self._pool.apply(self._commit, (batch,))
+                except Exception as exc:
+                    log.exception("store commit of %d write(s) failed", len(batch))
+                    for w in batch:
+                        w.done.set_exception(StoreError(f"commit failed: {exc}"))
+                    continue
+                metrics.store_commit_seconds.observe(time.perf_counter() - started)
+                metrics.store_commit_entries.observe(rows)
+                for w in batch:
+                    w.done.set(None)
+
+    def _commit(self, batch: list[_Write]) -> int:
+        con = self.con
+        rows: list[tuple] = []
+        con.execute("BEGIN")
+        try:
+            for w in batch:
+                if w.kind == "append":
+                    rows.extend(entry_to_row(w.slot, e) for e in w.payload)
+                    continue
+                if rows:  # keep the order of appends and deletes
+                    self._appender.append_rows(rows)
+                    self._appender.flush()
+                    rows = []
+                if w.kind == "truncate":
+                    con.execute("DELETE FROM hot WHERE slot = ? AND idx > ?", [w.slot, w.payload])
+                elif w.kind == "snapshot":
+                    idx, term, data = w.payload
+                    con.execute("DELETE FROM snap WHERE slot = ?", [w.slot])
+                    con.execute("INSERT INTO snap VALUES (?, ?, ?, ?)", [w.slot, idx, term, data])
+                elif w.kind == "drop":
+                    con.execute("DELETE FROM hot WHERE slot = ?", [w.slot])
+                    con.execute("DELETE FROM snap WHERE slot = ?", [w.slot])
+                    if w.slot in self._arch_tables:
+                        con.execute(f"DROP TABLE IF EXISTS arch_{int(w.slot)}")
+                        self._arch_tables.discard(w.slot)
+                elif w.kind == "meta":
+                    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(w.payload))
+                elif w.kind == "compact":
+                    slot = int(w.slot)
+                    con.execute(f"CREATE TABLE IF NOT EXISTS arch_{slot} ({COLUMNS})")
+                    con.execute(f"INSERT INTO arch_{slot} SELECT {SELECT_COLS} FROM hot WHERE slot = ? AND idx <= ? "
+                                "ORDER BY kind, channel, ctype, seq", [slot, w.payload])
+                    con.execute("DELETE FROM hot WHERE slot = ? AND idx <= ?", [slot, w.payload])
+                    self._arch_tables.add(slot)
+            if rows:
+                self._appender.append_rows(rows)
+                self._appender.flush()
+            con.execute("COMMIT")
+        except Exception:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        return sum(len(w.payload) for w in batch if w.kind == "append")
+
+    # ------------------------------------------------------------------ compaction
+    def compact(self, slot: int, upto: int) -> None:
+        """Move this slot's committed entries (idx <= upto) from ``hot`` to ``arch_<slot>``.
+
+        Runs in the write queue, so it never races a group commit.
+        """
+        self._submit(_Write("compact", slot, upto))
+
+    # ------------------------------------------------------------------ reads
+    def _sources(self, slot: int) -> list[str]:
+        src = [f"(SELECT {SELECT_COLS} FROM hot WHERE slot = {int(slot)})"]
+        if slot in self._arch_tables:
+            src.append(f"arch_{int(slot)}")
+        return src
+
+    def _union(self, slot: int, where: str) -> str:
+        return " UNION ALL ".join(f"SELECT {SELECT_COLS} FROM {s} WHERE {where}" for s in self._sources(slot))
+
+    def read_entries(self, slot: int, first: int, last: int) -> list[tuple]:
+        """Entries first..last (inclusive) in index order."""
+        sql = f"SELECT * FROM ({self._union(slot, 'idx BETWEEN ? AND ?')}) ORDER BY idx"
+        n = len(self._sources(slot))
+        rows = self._run(lambda cur: cur.execute(sql, [first, last] * n).fetchall())
+        return [row_to_entry(r) for r in rows]
+
+    def last_entry(self, slot: int) -> tuple[int, int]:
+        """(index, term) of the slot's last entry, (0, 0) if none."""
+        sql = f"SELECT idx, term FROM ({self._union(slot, 'true')}) ORDER BY idx DESC LIMIT 1"
+        row = self._run(lambda cur: cur.execute(sql).fetchone())
+        return (row[0], row[1]) if row else (0, 0)
+
+    def load_snapshot(self, slot: int) -> tuple[int, int, bytes] | None:
+        row = self._run(lambda cur: cur.execute("SELECT idx, term, data FROM snap WHERE slot = ?", [slot]).fetchone())
+        return (row[0], row[1], bytes(row[2])) if row else None
+
+    def local_slots(self) -> set[int]:
+        """Slots with any data on this node."""
+        def q(cur):
+            s = {r[0] for r in cur.execute("SELECT DISTINCT slot FROM hot").fetchall()}
+            s |= {r[0] for r in cur.execute("SELECT slot FROM snap").fetchall()}
+            return s
+        return self._run(q) | set(self._arch_tables)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._run(lambda cur: cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone())
+        return row[0] if row else None
+
+    def messages(self, slot: int, channel: str, ctype: int, where: str, params: Iterable, *, order: str = "ASC",
+                 limit: int = 100, max_idx: int | None = None) -> list[tuple]:
+        """MSG entries of one channel matching ``where`` (on columns seq, mid, cmn), up to commit ``max_idx``."""
+        cond = f"kind = {KIND_MSG} AND channel = ? AND ctype = ? AND ({where})"
+        params = list(params)
+        if max_idx is not None:
+            cond += f" AND idx <= {int(max_idx)}"
+        n = len(self._sources(slot))
+        sql = (f"SELECT * FROM ({self._union(slot, cond)}) ORDER BY seq {'DESC' if order == 'DESC' else 'ASC'} "
+               f"LIMIT {int(limit)}")
+        rows = self._run(lambda cur: cur.execute(sql, ([channel, ctype] + params) * n).fetchall())
+        return [row_to_entry(r) for r in rows]
+
+    def count_rows(self, slot: int) -> int:
+        sql = f"SELECT count(*) FROM ({self._union(slot, 'true')})"
+        return self._run(lambda cur: cur.execute(sql).fetchone()[0])
