@@ -58,7 +58,15 @@ def start_node_in_worker(worker, cfg: Config) -> None:
         from api.demo import create_demo_app
         _apps[port("demo.addr")] = create_demo_app(node)
 
+    draining = []
+
     def on_term(*_args):
+        # SIGTERM arrives twice when a whole process group is signalled (directly, and
+        # from the master): only the first one drains, and the worker exits after it.
+        if draining:
+            return
+        draining.append(True)
+
         def drain():
             node.graceful_stop()
             worker.alive = False
