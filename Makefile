@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle
 
-install: apt-deps $(VENV)/.installed
+install: apt-deps $(VENV)/.installed tests/clients/js/node_modules/.installed
 
 apt-deps:
 	@missing=""; for pair in $(APT_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
@@ -23,6 +23,11 @@ $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# The official JS SDK (npm wukongimjssdk 1.0.4), bundled for Node, used by the protocol tests.
+tests/clients/js/node_modules/.installed: tests/clients/js/package.json tests/clients/js/package-lock.json
+	cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
 	touch $@
 
 # The whole local cluster: etcd, Redis, haproxy and node1-node3 (see README for ports).
@@ -57,6 +62,7 @@ bench-idle: install
 
 docs: install
 	$(PY) -m mesh.config --markdown > docs/config.md
+	$(PY) -m api.openapi > docs/openapi.json
 
 clean:
 	rm -rf data

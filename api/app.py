@@ -31,7 +31,10 @@ def _base_app(node) -> falcon.App:
 
 
 def create_api_app(node) -> falcon.App:
+    from api.openapi import OpenApi
+
     app = _base_app(node)
+    app.add_route("/openapi.json", OpenApi())
     for register in node.api_routes:
         register(app)
     return app

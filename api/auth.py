@@ -9,7 +9,7 @@ import hmac
 
 import falcon
 
-OPEN_PATHS = ("/health", "/readyz")
+OPEN_PATHS = ("/health", "/readyz", "/openapi.json")
 
 
 class ManagerToken:

@@ -43,7 +43,7 @@ from mesh.channel_rules import (
 )
 from mesh.replica import NotLeader, SlotReplica
 from mesh.snowflake import Snowflake
-from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM
+from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ
 from mesh.transport import MeshError, RemoteError
 
 log = logging.getLogger("mesh.messages")
@@ -297,12 +297,15 @@ class Messages:
         if not missing or key in self._conv_inflight:
             return
         self._conv_inflight.add(key)
-        gevent.spawn(self._create_person_convs, r, sid, ctype, missing, key)
+        # as in WuKongIM: the sender has read its own message, the receiver has not
+        reads = {u: (data[M_SEQ] if u == data[M_FROM] else 0) for u in missing}
+        gevent.spawn(self._create_person_convs, r, sid, ctype, reads, key)
 
-    def _create_person_convs(self, r: SlotReplica, sid: str, ctype: int, uids: list[str], key) -> None:
+    def _create_person_convs(self, r: SlotReplica, sid: str, ctype: int, reads: dict[str, int], key) -> None:
+        uids = list(reads)
         try:
-            for uid in uids:
-                self.router.call(uid, "conv.ensure", {"uid": uid, "id": sid, "type": ctype, "read_seq": 0,
+            for uid, read_seq in reads.items():
+                self.router.call(uid, "conv.ensure", {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
                                                       "now": int(time.time())})
             if r.is_serving():
                 r.propose_op("channel.conv_ensured", {"id": sid, "type": ctype, "uids": uids})

@@ -106,3 +106,12 @@ def test_every_key_has_default_doc_and_is_in_docs():
         assert key.doc, key.path
         assert key.required or key.default is not None, key.path
         assert f"`{key.path}`" in doc and env_name(key.path) in doc
+
+
+def test_openapi_document_in_repo_is_current():
+    import json
+
+    from api.openapi import spec
+
+    with open(os.path.join(ROOT, "docs", "openapi.json")) as fh:
+        assert json.load(fh) == json.loads(json.dumps(spec())), "docs/openapi.json is stale: run `make docs`"
