@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy node:nodejs npm:npm
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle
+.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle chaos
 
 install: apt-deps $(VENV)/.installed tests/clients/js/node_modules/.installed
 
@@ -55,6 +55,10 @@ test-unit: install
 
 test-cluster: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
+
+# 10 minutes of kill -9 and restart of a random node under load, then the replica checker.
+chaos: install
+	$(PY) ops/faults/chaos.py --duration $${CHAOS_SECONDS:-600}
 
 # Memory per idle connection (10,000 TCP and 10,000 WebSocket connections on one node).
 bench-idle: install

@@ -27,6 +27,7 @@ def _base_app(node) -> falcon.App:
     app.add_route("/cluster/status", cluster_admin.ClusterStatus(node))
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
+    cluster_admin.register(app, node)
     return app
 
 
@@ -58,6 +59,8 @@ def create_manager_app(node) -> falcon.App:
     app.add_route("/cluster/nodes", cluster_admin.ClusterNodes(node))
     app.add_route("/cluster/status", cluster_admin.ClusterStatus(node))
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
+    app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
+    cluster_admin.register(app, node)
     for register in node.manager_routes:
         register(app)
     return app

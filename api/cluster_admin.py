@@ -6,6 +6,7 @@ Shapes follow the WuKongIM cluster guide (`/cluster/nodes` gives
 """
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -25,6 +26,9 @@ def iso(ts: float | None) -> str | None:
 class ClusterNodes:
     def __init__(self, node) -> None:
         self.node = node
+
+    def on_post(self, req, resp):
+        ClusterNodesAdd(self.node).on_post(req, resp)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         node = self.node
@@ -156,3 +160,170 @@ class TransferLeadership:
         while time.time() < deadline and self.node.view.controller != target:
             gevent.sleep(0.05)
         resp.media = {"status": 200, "leader": self.node.view.controller}
+
+
+def _leaders_info(node) -> dict[int, dict]:
+    """Replica info of every slot, asked from the nodes that lead them."""
+    out: dict[int, dict] = {}
+
+    def ask(pid: int) -> None:
+        try:
+            for info in node.mesh.request(pid, "repl.status", None, timeout=2.0):
+                out[info["slot"]] = info
+        except MeshError:
+            pass
+    gevent.joinall([gevent.spawn(ask, pid) for pid in node.view.members], timeout=3)
+    return out
+
+
+class ClusterReplication:
+    """`GET /cluster/replication`: per slot the leader, term and each replica's log index and lag."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_get(self, req, resp):
+        table = self.node.view.table
+        infos = _leaders_info(self.node)
+        slots = []
+        for s in (table.slots if table else []):
+            info = infos.get(s.id)
+            replicas = []
+            for m in s.members():
+                if info and m == info["leader"]:
+                    idx = info["last_index"]
+                elif info:
+                    idx = info["match"].get(m, info["match"].get(str(m), 0))
+                else:
+                    idx = None
+                lag = (info["commit_index"] - idx) if (info and idx is not None) else None
+                replicas.append({"node": m, "role": "learner" if m in s.learners else "voter",
+                                 "log_index": idx, "lag": max(lag, 0) if lag is not None else None,
+                                 "live": m in self.node.view.members})
+            slots.append({"slot": s.id, "leader": s.leader, "term": s.term,
+                          "commit_index": info["commit_index"] if info else None,
+                          "ready": bool(info and info["ready"]), "replicas": replicas})
+        resp.media = {"slots": slots}
+
+
+class ClusterDataVersion:
+    """`GET /cluster/data/version`: per slot the last log index (this node's view, and the leader's)."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_get(self, req, resp):
+        local = {r["slot"]: r for r in self.node.replication.info()}
+        infos = _leaders_info(self.node)
+        table = self.node.view.table
+        slots = []
+        for s in (table.slots if table else []):
+            mine = local.get(s.id)
+            lead = infos.get(s.id)
+            slots.append({"slot": s.id, "leader": s.leader, "term": s.term,
+                          "leader_last_index": lead["last_index"] if lead else None,
+                          "commit_index": lead["commit_index"] if lead else None,
+                          "local_last_index": mine["last_index"] if mine else None,
+                          "local_applied": mine["applied"] if mine else None})
+        resp.media = {"node_id": self.node.node_id, "slots": slots}
+
+
+class ClusterSyncForce:
+    """`POST /cluster/sync/force`: every leader pushes to its lagging replicas now."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        woke = 0
+        for pid in list(self.node.view.members):
+            try:
+                woke += self.node.mesh.request(pid, "repl.sync_force", None, timeout=2.0)
+            except MeshError:
+                pass
+        resp.media = {"status": 200, "leaders_woken": woke}
+
+
+class ClusterNode:
+    """`GET /cluster/nodes/{id}`, `DELETE /cluster/nodes/{id}` (remove), `POST .../drain`."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_get(self, req, resp, node_id: int, draining: bool = False, removed: bool = False):
+        view = self.node.view
+        table = view.table
+        resp.media = {"id": node_id, "online": node_id in view.members,
+                      "draining": draining or node_id in view.draining, "removed": removed or node_id in view.removed,
+                      "slots_led": len(table.slots_led_by(node_id)) if table else 0,
+                      "slot_replicas": len(table.slots_of(node_id)) if table else 0}
+
+    def on_delete(self, req, resp, node_id: int):
+        """Remove a node: a live one is drained first; a dead one leaves the replica sets at once."""
+        etcd = self.node.etcd
+        if node_id in self.node.view.members:
+            etcd.put(etcd.key("draining", node_id), "1")
+        etcd.put(etcd.key("removed", node_id), json.dumps({"at": time.time()}))
+        self.on_get(req, resp, node_id, draining=node_id in self.node.view.members, removed=True)
+
+    def on_post_drain(self, req, resp, node_id: int):
+        if node_id not in self.node.view.members:
+            raise falcon.HTTPBadRequest(title=f"node {node_id} is not a live member")
+        others = [n for n in self.node.view.members if n != node_id]
+        if not others:
+            raise falcon.HTTPBadRequest(title="cannot drain the only node")
+        etcd = self.node.etcd
+        etcd.put(etcd.key("draining", node_id), "1")
+        self.on_get(req, resp, node_id, draining=True)
+
+
+class ClusterNodesAdd:
+    """`POST /cluster/nodes`: nodes register themselves; this only tells the operator how."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        resp.media = {"status": 200, "msg": "start the node with this cluster's cluster.name, etcd.endpoints and "
+                                            "redis.url; it registers itself and receives a fair share of slots"}
+
+
+class DebugSlotEntries:
+    """`GET /cluster/debug/slots/{id}/entries`: this node's applied entries of one slot (for checkers)."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_get(self, req, resp, slot: int):
+        r = self.node.replication.replicas.get(slot)
+        if r is None:
+            resp.media = {"slot": slot, "node_id": self.node.node_id, "applied": 0, "entries": []}
+            return
+        upto = r.state.applied
+        import base64
+        import hashlib
+
+        entries = []
+        first = 1
+        while first <= upto:
+            last = min(upto, first + 4999)
+            for idx, term, kind, data in r.entries(first, last):
+                if kind == 1:
+                    entries.append([idx, term, kind, data[0], data[1], data[2], data[3], data[4], data[5],
+                                    base64.b64encode(data[11]).decode()])
+                else:
+                    digest = hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+                    entries.append([idx, term, kind, digest])
+            first = last + 1
+        resp.media = {"slot": slot, "node_id": self.node.node_id, "applied": upto, "role": r.role,
+                      "entries": entries}
+
+
+def register(app, node) -> None:
+    app.add_route("/cluster/replication", ClusterReplication(node))
+    app.add_route("/cluster/data/version", ClusterDataVersion(node))
+    app.add_route("/cluster/sync/force", ClusterSyncForce(node))
+    nodes = ClusterNode(node)
+    app.add_route("/cluster/nodes/{node_id:int}", nodes)
+    app.add_route("/cluster/nodes/{node_id:int}/drain", nodes, suffix="drain")
+    app.add_route("/cluster/debug/slots/{slot:int}/entries", DebugSlotEntries(node))

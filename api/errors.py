@@ -21,6 +21,8 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTP
         msg = f"{msg}: {exc.description}" if msg else exc.description
     resp.content_type = falcon.MEDIA_JSON
     resp.media = {"msg": msg, "status": code}
+    if exc.title == "retry required":  # the retryable failure of a write (no slot leader or no majority)
+        resp.media = {"error": "retry required", "msg": exc.description or "", "status": code}
     if exc.headers:
         for k, v in exc.headers.items():
             resp.set_header(k, v)

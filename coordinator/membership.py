@@ -66,6 +66,7 @@ class Membership:
                 self.registered = True
                 self.last_refresh = time.monotonic()
                 self.etcd.delete(self.etcd.key("removed", self.node_id))
+                self.etcd.delete(self.etcd.key("draining", self.node_id))
                 log.info("joined cluster key=%s lease=%x ttl=%ds", self.key, self.lease.id, self.ttl)
                 self._notify(True)
                 return

@@ -54,6 +54,7 @@ class Gateway:
         self._greenlets: list[gevent.Greenlet] = []
         self.online_listeners: list[Callable[[Session, bool], None]] = []
         self.counts = {"tcp": [0, 0], "ws": [0, 0]}  # [unauthenticated, authenticated]
+        self.accepting = True
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -61,11 +62,19 @@ class Gateway:
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
+        self.drain("node stopping")
+
+    def drain(self, why: str = "node draining") -> None:
+        """Refuse new connections and close the open ones (clients reconnect to another node)."""
+        self.accepting = False
         for s in list(self.sessions.values()):
-            s.close("node stopping")
+            s.close(why)
 
     # ------------------------------------------------------------------ sessions
     def open(self, transport) -> Session | None:
+        if not self.accepting:
+            metrics.gw_rejected.labels("draining").inc()
+            return None
         if len(self.sessions) >= self.max_connections:
             metrics.gw_rejected.labels("too_many_connections").inc()
             log.warning("refusing connection from %s: %d connections open (conn.maxConnections)",

@@ -43,12 +43,14 @@ from mesh.channel_rules import (
 )
 from mesh.replica import NotLeader, SlotReplica
 from mesh.snowflake import Snowflake
-from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ
+from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
 from mesh.transport import MeshError, RemoteError
 
 log = logging.getLogger("mesh.messages")
 
 R_NOT_LEADER = -1  # internal: the item must be re-routed
+REDELIVER_MAX = 5000  # a new leader re-delivers at most this many recent messages...
+REDELIVER_AGE = 60.0  # ...committed within this many seconds (older ones are for sync)
 
 # wire item: [slot, from_uid, channel_id, channel_type, payload, client_msg_no, flags, setting, expire, topic,
 #             device_flag, conn_node, conn_id, system, temp_subscribers]
@@ -107,6 +109,7 @@ class Messages:
         self.timeout = node.cfg["cluster.requestTimeout"] * 2
         self.person_whitelist = not node.cfg["whitelistOffOfPerson"]
         self._conv_inflight: set[tuple] = set()
+        self.delivered: dict[int, int] = {}  # slot -> highest log index seen delivered (by any leader)
         node.mesh.handle("msg.send", self._on_send)
         node.mesh.subscribe("msg.deliver", self._on_deliver)
 
@@ -243,7 +246,7 @@ class Messages:
         exclude = (cnode, cconn) if cnode else None
         if flags & wk.FLAG_NO_PERSIST:
             data = [sid, ctype, 0, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload]
-            self._publish(data, self._recipients(r, data, temp_subs), exclude)
+            self._publish(data, self._recipients(r, data, temp_subs), exclude, r.slot, 0)
             return [wk.REASON_SUCCESS, mid, 0]
         key = (sid, ctype)
         seq = r.leader_seq.get(key) or state.last_seq(sid, ctype)
@@ -261,7 +264,7 @@ class Messages:
         data = entry[3]
         exclude, temp_subs = meta if meta else (None, None)
         recipients = self._recipients(r, data, temp_subs)
-        self._publish(data, recipients, exclude)
+        self._publish(data, recipients, exclude, r.slot, entry[0])
         ctype = data[M_CTYPE]
         if ctype == PERSON:
             self._ensure_person_convs(r, data)
@@ -278,11 +281,35 @@ class Messages:
         ch = r.state.channel(data[M_CHANNEL], ctype)
         return list(ch.subscribers) if ch is not None else [data[M_FROM]]
 
-    def _publish(self, data: list, recipients: list[str], exclude) -> None:
-        self.node.mesh.publish("msg.deliver", [data, recipients, list(exclude) if exclude else None, time.time()])
+    def _publish(self, data: list, recipients: list[str], exclude, slot: int, idx: int) -> None:
+        self.node.mesh.publish("msg.deliver", [data, recipients, list(exclude) if exclude else None, time.time(),
+                                               slot, idx])
+
+    def redeliver(self, r: SlotReplica, upto: int) -> int:
+        """A new leader re-delivers committed messages its predecessor may not have delivered.
+
+        Every node remembers the highest log index it saw delivered per slot; entries
+        after it up to ``upto`` (what this node had applied when it took over) are
+        delivered again. Clients deduplicate by message id.
+        """
+        start = max(self.delivered.get(r.slot, 0) + 1, upto - REDELIVER_MAX + 1)
+        oldest = time.time() - REDELIVER_AGE
+        n = 0
+        while start <= upto:
+            last = min(upto, start + 999)
+            for e in r.entries(start, last):
+                if e[2] == KIND_MSG and e[3][M_TS] >= oldest:
+                    self.on_commit(r, e, None)
+                    n += 1
+            start = last + 1
+        if n:
+            log.info("slot %d: re-delivered %d committed message(s) the previous leader may not have", r.slot, n)
+        return n
 
     def _on_deliver(self, sender: int, payload: list) -> None:
-        data, recipients, exclude, committed_at = payload
+        data, recipients, exclude, committed_at, slot, idx = payload
+        if idx > self.delivered.get(slot, 0):
+            self.delivered[slot] = idx
         sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, body = data
         addressed = person_peer(sid, from_uid) if ctype == PERSON else sid
         d = Delivery(mid, seq, cmn, from_uid, addressed, ctype, ts, body, flags, setting, expire, topic or "",

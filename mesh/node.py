@@ -102,6 +102,7 @@ class Node:
         self.webhooks = Webhooks(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
+        self.replication.ready_hook = lambda r, upto: self.messages.redeliver(r, upto)
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
@@ -259,6 +260,16 @@ class Node:
                 log.warning("member %s has no node-to-node addresses; skipping", pid)
         self.mesh.set_peers(peers)
         metrics.cluster_members.set(len(view.members))
+        if self.node_id in view.draining and not self.draining and not self.stopping:
+            self.draining = True
+            metrics.node_draining.set(1)
+            log.info("draining requested: /health now 503; client connections close in %.1fs; slots move away",
+                     self.cfg["cluster.drainDelay"])
+            gevent.spawn_later(self.cfg["cluster.drainDelay"], self.gateway.drain)
+        if self.draining and not self.stopping and view.table is not None and not view.table.slots_of(self.node_id):
+            if not getattr(self, "_drain_done_logged", False):
+                self._drain_done_logged = True
+                log.info("drain complete: this node holds no slot replica; it can be stopped")
         live = set(view.members)
         gone = self._members_seen - live
         self._members_seen = live

@@ -90,7 +90,9 @@ class SlotReplica:
         self.leader_commit_seen = 0
         self.last_contact = 0.0
         self.stopped = False
-        self.apply_hook = None  # leader side effects: fn(replica, entry, result)
+        self.apply_hook = None  # leader side effects: fn(replica, entry, meta)
+        self.ready_hook = None  # fn(replica, applied index when elected), once the leader is ready
+        self.applied_at_election = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -184,20 +186,26 @@ class SlotReplica:
         self.leader_id = self.node_id
         self.ready = False
         if not same_leader:
+            self.applied_at_election = self.state.applied
             self._fail_waiters("leadership changed")
             self.match = {}
             self.next_index = {}
-        if self._recovery is not None:
-            self._recovery.kill(block=False)
+        # An older recovery still running notices the term change at its next check and
+        # stops on its own; it is never killed, so it never stops halfway through a write.
         self._recovery = gevent.spawn(self._recover, term)
 
     def _step_down(self, why: str) -> None:
         log.info("slot %d: stepping down at term %d (%s)", self.slot, self.term, why)
-        self.ready = False
-        self.role = FOLLOWER
-        if self._recovery is not None:
-            self._recovery.kill(block=False)
-            self._recovery = None
+        with self.lock:  # the writer is not mid-write while we hold the lock
+            self.ready = False
+            self.role = FOLLOWER
+            if self._unflushed:
+                # Entries proposed but not yet handed to the store: never acknowledged, drop them.
+                self._unflushed = []
+                self._forget_after(self.durable_index)
+                self.last_index = self.durable_index
+                self.last_term = self.term_at(self.last_index)
+        self._recovery = None  # it stops by itself at its next term check
         for g in self.senders.values():
             g.kill(block=False)
         self.senders = {}
@@ -234,8 +242,10 @@ class SlotReplica:
                 gevent.sleep(0.2)
             else:
                 return
-            self._sync_senders()
             with self.lock:
+                if self.role != LEADER or self.term != term:
+                    return
+                self._sync_senders()
                 barrier = self._append_local([(KIND_NOOP, None)])
             ar = self.waiters[barrier]
             ar.get()  # raises NotLeader if we lose the term first
@@ -244,6 +254,11 @@ class SlotReplica:
             self.leader_seq = {}
             self.pending_dedupe = {}
             self.ready = True
+            if self.ready_hook is not None:
+                try:
+                    self.ready_hook(self, self.applied_at_election)
+                except Exception:
+                    log.exception("slot %d: leader-ready hook failed", self.slot)
             log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, term,
                      (time.monotonic() - t0) * 1000, self.last_index, self.commit_index)
             self.mgr.status_changed(self)
@@ -292,6 +307,8 @@ class SlotReplica:
             if not entries:
                 raise NotLeader(f"node {node} returned no entries from {start}")
             with self.lock:
+                if self.role != LEADER or self.term != term:
+                    raise NotLeader("term changed during recovery")
                 self._merge(entries)
             start = entries[-1][0] + 1
 
@@ -312,6 +329,10 @@ class SlotReplica:
         if first_new is None:
             return
         new = [e for e in entries if e[0] >= first_new]
+        if new[0][0] != self.last_index + 1:
+            log.error("slot %d: merge of %d..%d does not follow the log (%d)", self.slot, new[0][0], new[-1][0],
+                      self.last_index)
+            raise NotLeader("log continuity check failed")
         self.store.append(self.slot, new)
         self._remember(new)
         self.last_index, self.last_term = new[-1][0], new[-1][1]
@@ -379,14 +400,22 @@ class SlotReplica:
                 self._flush_event.clear()
                 self._flush_event.wait()
                 continue
-            batch, self._unflushed = self._unflushed, []
-            try:
-                self.store.append(self.slot, batch)
-            except StoreError as exc:
-                log.error("slot %d: local append failed (%s); stepping down", self.slot, exc)
-                self._step_down("local store failure")
-                return
-            self.durable_index = max(self.durable_index, batch[-1][0])
+            with self.lock:  # never interleave with a follower-side merge or truncation
+                batch, self._unflushed = self._unflushed, []
+                if not batch or self.role != LEADER:
+                    continue
+                if batch[0][0] != self.durable_index + 1:
+                    log.error("slot %d: append of %d..%d does not follow the durable log (%d); stepping down",
+                              self.slot, batch[0][0], batch[-1][0], self.durable_index)
+                    self._step_down("log continuity check failed")
+                    continue
+                try:
+                    self.store.append(self.slot, batch)
+                except StoreError as exc:
+                    log.error("slot %d: local append failed (%s); stepping down", self.slot, exc)
+                    self._step_down("local store failure")
+                    return
+                self.durable_index = max(self.durable_index, batch[-1][0])
             self._advance_commit()
 
     # ------------------------------------------------------------------ leader: replication

@@ -41,6 +41,7 @@ class Replication:
                            commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"])
         self.replicas: dict[int, SlotReplica] = {}
         self.apply_hook = None
+        self.ready_hook = None
         self._published: dict[int, dict] = {}
         self._not_member_since: dict[int, float] = {}
         self._snapshotting: set[int] = set()
@@ -93,6 +94,7 @@ class Replication:
             r = SlotReplica(self, slot)
             r.load()
             r.apply_hook = self.apply_hook
+            r.ready_hook = self.ready_hook
             self.replicas[slot] = r
         return r
 

@@ -97,9 +97,11 @@ class EtcdServer:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, existing: bool = False) -> None:
+    def start(self, existing: bool = False, also_listen: tuple[str, ...] = ()) -> None:
+        self.also_listen = also_listen or getattr(self, "also_listen", ())
+        urls = ",".join([f"http://127.0.0.1:{self.port}"] + [f"http://{h}:{self.port}" for h in self.also_listen])
         args = ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
-                "--listen-client-urls", f"http://127.0.0.1:{self.port}",
+                "--listen-client-urls", urls,
                 "--advertise-client-urls", f"http://127.0.0.1:{self.port}",
                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
@@ -139,8 +141,9 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+    def start(self, also_listen: tuple[str, ...] = ()) -> None:
+        args = ["redis-server", "--bind", " ".join(("127.0.0.1",) + tuple(also_listen)), "--port", str(self.port),
+                "--protected-mode", "no" if also_listen else "yes", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
         self.proc = Proc(args, os.path.join(self.dir, "redis.log"))
         wait_until(self.ping, 10, what="redis ping")
@@ -159,8 +162,11 @@ class NodeProcess:
     """One Skein node on random ports with its own data dir and YAML config."""
 
     def __init__(self, base: str, node_id: int, etcd: str, redis_url: str, extra: dict | None = None,
-                 gunicorn: bool = False, cluster: str = "test") -> None:
+                 gunicorn: bool = False, cluster: str = "test", host: str = "127.0.0.1",
+                 netns: str | None = None) -> None:
         self.node_id = node_id
+        self.host = host
+        self.netns = netns
         self.dir = os.path.join(base, f"node{node_id}")
         os.makedirs(self.dir, exist_ok=True)
         self.ports = {k: free_port() for k in ("api", "tcp", "ws", "manager", "demo", "router", "pub")}
@@ -168,14 +174,14 @@ class NodeProcess:
         cfg: dict[str, Any] = {
             "mode": "test",
             "rootDir": os.path.join(self.dir, "data"),
-            "httpAddr": f"127.0.0.1:{self.ports['api']}",
-            "tcpAddr": f"127.0.0.1:{self.ports['tcp']}",
-            "wsAddr": f"ws://127.0.0.1:{self.ports['ws']}",
-            "manager": {"addr": f"127.0.0.1:{self.ports['manager']}"},
-            "demo": {"addr": f"127.0.0.1:{self.ports['demo']}"},
+            "httpAddr": f"{host}:{self.ports['api']}",
+            "tcpAddr": f"{host}:{self.ports['tcp']}",
+            "wsAddr": f"ws://{host}:{self.ports['ws']}",
+            "manager": {"addr": f"{host}:{self.ports['manager']}"},
+            "demo": {"addr": f"{host}:{self.ports['demo']}"},
             "cluster": {"nodeId": node_id, "name": cluster,
-                        "serverAddr": f"127.0.0.1:{self.ports['router']}",
-                        "pubAddr": f"127.0.0.1:{self.ports['pub']}",
+                        "serverAddr": f"{host}:{self.ports['router']}",
+                        "pubAddr": f"{host}:{self.ports['pub']}",
                         "leaseTTL": 2, "heartbeatInterval": "500ms", "drainDelay": "200ms"},
             "etcd": {"endpoints": [etcd]},
             "redis": {"url": redis_url},
@@ -193,11 +199,11 @@ class NodeProcess:
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.ports['api']}"
+        return f"http://{self.host}:{self.ports['api']}"
 
     @property
     def manager(self) -> str:
-        return f"http://127.0.0.1:{self.ports['manager']}"
+        return f"http://{self.host}:{self.ports['manager']}"
 
     def start(self, wait_healthy: bool = True, env: dict | None = None, timeout: float = 30) -> None:
         if self.gunicorn:
@@ -205,6 +211,8 @@ class NodeProcess:
             env = {**(env or {}), "WK_CONFIG": self.config_path}
         else:
             args = [PYTHON, "-m", "mesh", "--config", self.config_path]
+        if self.netns:
+            args = ["ip", "netns", "exec", self.netns] + args
         self.proc = Proc(args, os.path.join(self.dir, "node.log"), env=env)
         if wait_healthy:
             self.wait_healthy(timeout)
