@@ -90,6 +90,7 @@ class SlotReplica:
         self.leader_commit_seen = 0
         self.last_contact = 0.0
         self.stopped = False
+        self.loaded = gevent.event.Event()
         self.apply_hook = None  # leader side effects: fn(replica, entry, meta)
         self.ready_hook = None  # fn(replica, applied index when elected), once the leader is ready
         self.applied_at_election = 0

@@ -45,6 +45,7 @@ class Replication:
         self._published: dict[int, dict] = {}
         self._not_member_since: dict[int, float] = {}
         self._snapshotting: set[int] = set()
+        self._dropping: set[int] = set()
         self._compacted: dict[int, int] = {}
         self._status_loop = WakeLoop("slot status report", self._publish_status, interval=2.0, settle=0.05,
                                      logger=log)
@@ -89,13 +90,26 @@ class Replication:
 
     # ------------------------------------------------------------------ roles
     def _replica(self, slot: int) -> SlotReplica:
+        """The one replica object of ``slot`` (created and loaded once, even by concurrent callers)."""
+        if slot in self._dropping:
+            raise Refused("not_member", slot)
         r = self.replicas.get(slot)
         if r is None:
             r = SlotReplica(self, slot)
-            r.load()
             r.apply_hook = self.apply_hook
             r.ready_hook = self.ready_hook
-            self.replicas[slot] = r
+            self.replicas[slot] = r  # registered before load() yields, so nobody creates a second one
+            try:
+                r.load()
+            except Exception:
+                self.replicas.pop(slot, None)
+                r.loaded.set()
+                raise
+            r.loaded.set()
+        elif not r.loaded.is_set():
+            r.loaded.wait()
+            if self.replicas.get(slot) is not r:
+                return self._replica(slot)
         return r
 
     def _apply_table(self) -> None:
@@ -117,6 +131,8 @@ class Replication:
                         self._drop(s.id)
                 continue
             self._not_member_since.pop(s.id, None)
+            if s.id in self._dropping:
+                continue
             r = self._replica(s.id)
             r.set_config(s.replicas, s.learners)
             if s.leader == self.node_id and alive:
@@ -130,15 +146,18 @@ class Replication:
         self._status_loop.wake()
 
     def _drop(self, slot: int) -> None:
-        r = self.replicas.pop(slot, None)
-        self._not_member_since.pop(slot, None)
-        if r is not None:
-            r.stop()
-        log.info("slot %d: no longer a replica here; dropping its data", slot)
+        self._dropping.add(slot)  # no replica of this slot may be created until its data is gone
         try:
+            r = self.replicas.pop(slot, None)
+            self._not_member_since.pop(slot, None)
+            if r is not None:
+                r.stop()
+            log.info("slot %d: no longer a replica here; dropping its data", slot)
             self.store.drop_slot(slot)
         except Exception:
             log.exception("dropping slot %d failed", slot)
+        finally:
+            self._dropping.discard(slot)
         self._published.pop(slot, None)
 
     def serving(self, slot: int) -> SlotReplica | None:
