@@ -7,6 +7,7 @@ Shapes follow the WuKongIM cluster guide (`/cluster/nodes` gives
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime
 
@@ -327,3 +328,29 @@ def register(app, node) -> None:
     app.add_route("/cluster/nodes/{node_id:int}", nodes)
     app.add_route("/cluster/nodes/{node_id:int}/drain", nodes, suffix="drain")
     app.add_route("/cluster/debug/slots/{slot:int}/entries", DebugSlotEntries(node))
+    app.add_route("/cluster/backup", ClusterBackup(node))
+
+
+class ClusterBackup:
+    """`POST /cluster/backup {"dir": path}`: this node writes a consistent Parquet copy of its slots there."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        from api.validate import body_of, str_field
+        from mesh.backup import export
+
+        body = body_of(req)
+        path = str_field(body, "dir", required=True, max_len=1024)
+        if not os.path.isabs(path):
+            raise falcon.HTTPBadRequest(title="dir must be an absolute path on this node's host")
+        node = self.node
+        table = node.view.table
+        manifest = {"node_id": node.node_id, "cluster": node.cfg["cluster.name"],
+                    "slot_table": json.loads(table.to_bytes()) if table else None,
+                    "slots": {str(r.slot): [r.last_index, r.last_term] for r in node.replication.replicas.values()}}
+        try:
+            resp.media = {"status": 200, "manifest": export(node.replication.store, path, manifest)}
+        except OSError as exc:
+            raise falcon.HTTPBadRequest(title=f"cannot write the backup to {path}: {exc}") from None

@@ -36,7 +36,7 @@ PositionsFn = Callable[[SlotTable, set[int]], dict[int, dict[int, tuple[int, int
 class Controller:
     def __init__(self, etcd: Etcd, view: ClusterView, membership: Membership, node_id: int, *,
                  slot_count: int, replica_count: int, positions: PositionsFn | None = None,
-                 max_copies: int = 8) -> None:
+                 max_copies: int = 8, reachable: Callable[[int], bool] | None = None) -> None:
         self.etcd = etcd
         self.view = view
         self.membership = membership
@@ -45,6 +45,7 @@ class Controller:
         self.replica_count = replica_count
         self.positions = positions
         self.max_copies = max_copies
+        self.reachable = reachable or (lambda _n: True)
         self.key = etcd.key("controller")
         self.slots_key = etcd.key("slots")
         self._was_controller = False
@@ -97,7 +98,16 @@ class Controller:
 
     def _reconcile(self) -> None:
         view = self.view
-        live = view.live()
+        # A registered node this one has never heard over the mesh (wrong CURVE keys, blocked
+        # ports) gets no slot: it could never copy data or vote.
+        live = {n for n in view.live() if self.reachable(n)}
+        unheard = view.live() - live
+        if unheard:
+            if unheard != getattr(self, "_unheard_logged", None):
+                log.warning("registered node(s) %s not reachable over the mesh; leaving them out of the slot table",
+                            sorted(unheard))
+                self._unheard_logged = unheard
+            gevent.spawn_later(1.0, self._loop.wake)
         if not live:
             return
         if frozenset(live) != self._members_seen:
@@ -109,8 +119,8 @@ class Controller:
             # A new cluster: give nodes started together a moment to register, so the
             # first table spreads over all of them instead of moving replicas right away.
             quiet = time.monotonic() - self._members_changed_at
-            if quiet < BOOTSTRAP_SETTLE:
-                gevent.spawn_later(BOOTSTRAP_SETTLE - quiet + 0.01, self._loop.wake)
+            if quiet < BOOTSTRAP_SETTLE or (unheard and quiet < BOOTSTRAP_SETTLE * 5):
+                gevent.spawn_later(0.2, self._loop.wake)
                 return
             current = SlotTable.empty(self.slot_count, self.replica_count)
         elif current.slot_count != self.slot_count:

@@ -205,6 +205,10 @@ KEYS: tuple[Key, ...] = (
         "Broadcast messages each node keeps so peers can fetch what they missed.", check=_range(100, 10_000_000)),
     Key("cluster.drainDelay", parse_duration, 2.0,
         "On SIGTERM or drain, how long `/health` reports 503 before connections are closed."),
+    Key("cluster.curvePublicKey", parse_str, "",
+        "CURVE public key (Z85) shared by the cluster's nodes; with the secret key it encrypts and authenticates "
+        "node-to-node traffic (generate with `python -m mesh.curve`)."),
+    Key("cluster.curveSecretKey", parse_str, "", "CURVE secret key (Z85) shared by the cluster's nodes.", secret=True),
     Key("cluster.initNodes", parse_list, [], "Accepted for WuKongIM config compatibility; membership comes from etcd."),
     Key("etcd.endpoints", parse_list, ["127.0.0.1:2379"], "etcd client endpoints (host:port), comma separated in the env."),
     Key("etcd.timeout", parse_duration, 3.0, "Timeout of one etcd call.", check=_positive),
@@ -387,6 +391,12 @@ def _derive(v: dict[str, Any]) -> None:
             raise ConfigError("etcd.endpoints", str(exc)) from None
     if bool(v["etcd.username"]) != bool(v["etcd.password"]):
         raise ConfigError("etcd.password", "etcd.username and etcd.password must be given together")
+    pub, sec = v["cluster.curvePublicKey"], v["cluster.curveSecretKey"]
+    if bool(pub) != bool(sec):
+        raise ConfigError("cluster.curveSecretKey", "cluster.curvePublicKey and cluster.curveSecretKey go together")
+    for name, key in (("cluster.curvePublicKey", pub), ("cluster.curveSecretKey", sec)):
+        if key and len(key) != 40:
+            raise ConfigError(name, "must be a 40-character Z85 key (python -m mesh.curve makes a pair)")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", v["cluster.name"]):
         raise ConfigError("cluster.name", "may only contain letters, digits, '.', '_' and '-'")
     if not v["redis.url"].startswith(("redis://", "rediss://", "unix://")):

@@ -29,7 +29,7 @@ from coordinator.etcd_client import Etcd, EtcdUnavailable
 from coordinator.membership import Membership
 from coordinator.presence import Presence
 from coordinator.redis_client import RedisConn
-from mesh import metrics
+from mesh import curve, metrics
 from mesh.config import Config, split_hostport
 from mesh.slot_router import SlotRouter, SlotUnavailable
 from mesh.slot_service import SlotService
@@ -64,7 +64,8 @@ class Node:
         self.mesh = Mesh(self.node_id, cfg["cluster.serverAddr"], cfg["cluster.pubAddr"],
                          hwm=cfg["cluster.pubHwm"], replay_size=cfg["cluster.pubReplayBuffer"],
                          request_timeout=cfg["cluster.requestTimeout"],
-                         heartbeat_interval=cfg["cluster.heartbeatInterval"])
+                         heartbeat_interval=cfg["cluster.heartbeatInterval"],
+                         curve=curve.keys(cfg["cluster.curvePublicKey"], cfg["cluster.curveSecretKey"]))
         self.etcd: Etcd | None = None
         self.view: ClusterView | None = None
         self.membership: Membership | None = None
@@ -236,7 +237,7 @@ class Node:
         self.membership.start()
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
-                                     positions=self.replication.positions)
+                                     positions=self.replication.positions, reachable=self.mesh.ever_heard)
         self.mesh.handle("transfer_controller", self._on_transfer_controller)
         self.replication.start()
         self.controller.start()

@@ -131,6 +131,8 @@ class Mesh:
         self._pubstate: dict[int, _PubState] = {}
         self._greenlets: list[gevent.Greenlet] = []
         self._closed = False
+        self.zap = None
+        self._heard: dict[int, float] = {}  # peer -> last time anything arrived from it
         self.handle("ping", self._on_ping)
         self.handle("_pub_replay", self._on_replay)
 
@@ -148,6 +150,11 @@ class Mesh:
 
     def bind(self) -> None:
         """Bind ROUTER and PUB (so peers can reach this node before it joins)."""
+        if self.curve:
+            from mesh.curve import ZapHandler
+
+            self.zap = ZapHandler(self.ctx, self.curve["public"])
+            self.zap.start()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -178,6 +185,8 @@ class Mesh:
         for sock in [self.router, self.pub, self.sub, *self._dealers.values()]:
             if sock is not None:
                 sock.close(linger=0)
+        if self.zap is not None:
+            self.zap.stop()
         self.ctx.term()
 
     # ------------------------------------------------------------------ peers
@@ -224,6 +233,10 @@ class Mesh:
             if peer == pid:
                 ar.set_exception(PeerUnreachable(f"node {pid} left"))
         log.info("peer removed peer=%s", pid)
+
+    def ever_heard(self, pid: int) -> bool:
+        """Whether anything (a broadcast, a reply) has arrived from ``pid`` over the mesh."""
+        return pid == self.node_id or pid in self._heard
 
     def last_heartbeat(self, pid: int) -> float | None:
         st = self._pubstate.get(pid)
@@ -333,6 +346,7 @@ class Mesh:
             except Exception:
                 log.warning("dropped a malformed reply from node %s", pid)
                 continue
+            self._heard[pid] = time.monotonic()
             entry = self._pending.get(rid)
             if entry is not None:
                 entry[0].set((status, result))
@@ -424,6 +438,7 @@ class Mesh:
     def _on_pub(self, sender: int, instance: str, seq: int, kind: str, payload: Any) -> None:
         if sender not in self.peers:
             return
+        self._heard[sender] = time.monotonic()
         st = self._pubstate.get(sender)
         if st is None or st.instance != instance:
             # First message from this sender (or it restarted): that is the baseline.

@@ -34,6 +34,8 @@ def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condit
             result = pred()
             if result:
                 return result
+        except AssertionError:
+            raise  # a predicate that knows it can never succeed (a process exited) stops the wait
         except Exception as exc:  # noqa: BLE001 - we retry until the deadline
             last_exc = exc
         time.sleep(interval)
