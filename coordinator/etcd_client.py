@@ -61,21 +61,55 @@ class Etcd:
             host, _, port = ep.replace("http://", "").replace("https://", "").rpartition(":")
             eps.append(Endpoint(host, int(port), secure=bool(creds), creds=creds, time_retry=1.0,
                                 opts=[("grpc.keepalive_time_ms", 2000), ("grpc.keepalive_timeout_ms", 2000)]))
-        self._client = MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout,
-                                                user=username or None, password=password or None,
-                                                failover=True)
+        self._user = username
+        self._password = password
+        self._tls = bool(creds)
+        self._client = MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
+        if username:
+            try:
+                self._authenticate()
+            except grpc.RpcError as exc:
+                raise EtcdUnavailable(f"etcd authentication as {username!r} failed: {exc.code().name}") from None
         self._errors = (etcd_exceptions.Etcd3Exception, grpc.RpcError, ValueError)
         self.DeleteEvent = etcd_events.DeleteEvent
         self.tx = self._client.transactions
+
+    def _authenticate(self) -> None:
+        """Get an etcd auth token for user/password and attach it to every call.
+
+        On a TLS channel it goes as gRPC call credentials; on a plaintext channel gRPC
+        refuses call credentials, so it goes as the ``token`` metadata etcd reads.
+        """
+        from pyetcd import etcdrpc
+
+        c = self._client
+        resp = c.authstub.Authenticate(etcdrpc.AuthenticateRequest(name=self._user, password=self._password),
+                                       self.timeout)
+        c.metadata = (("token", resp.token),)
+        if self._tls:
+            from pyetcd.client import EtcdTokenCallCredentials
+
+            c.call_credentials = grpc.metadata_call_credentials(EtcdTokenCallCredentials(resp.token))
+        else:
+            c.call_credentials = None
+        c._clear_old_stubs()  # the watcher picks up the new token
 
     def key(self, *parts: object) -> str:
         return self.prefix + "/".join(str(p) for p in parts)
 
     def _call(self, fn: Callable, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except self._errors as exc:
-            raise EtcdUnavailable(f"{type(exc).__name__}: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                return fn(*args, **kwargs)
+            except self._errors as exc:
+                text = str(exc).lower()
+                if attempt == 1 and self._user and ("token" in text or "unauthenticated" in text):
+                    try:
+                        self._authenticate()  # the token expired (or etcd restarted): log in again
+                        continue
+                    except self._errors:
+                        pass
+                raise EtcdUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     # ---- key/value
     def get(self, key: str) -> tuple[bytes | None, object | None]:

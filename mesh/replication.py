@@ -71,7 +71,7 @@ class Replication:
         self.node.membership.on_session_change(self._roles_loop.wake)
         self._roles_loop.start()
         self._status_loop.start()
-        self._greenlets = [gevent.spawn(self._compact_loop)]
+        self._greenlets = [gevent.spawn(self._compact_loop), gevent.spawn(self._lag_loop)]
 
     def stop(self) -> None:
         self._roles_loop.stop()
@@ -278,6 +278,27 @@ class Replication:
             finally:
                 self._snapshotting.discard(r.slot)
         gevent.spawn(run)
+
+    def _lag_loop(self) -> None:
+        """``skein_replication_lag_entries{slot,node}``: how far each replica of the slots led here trails."""
+        shown: set[tuple[str, str]] = set()
+        while True:
+            gevent.sleep(2.0)
+            now: set[tuple[str, str]] = set()
+            for r in list(self.replicas.values()):
+                if r.role != LEADER:
+                    continue
+                for m in r.voters + r.learners:
+                    pos = r.durable_index if m == self.node_id else r.match.get(m, 0)
+                    key = (str(r.slot), str(m))
+                    metrics.repl_lag.labels(*key).set(max(0, r.commit_index - pos))
+                    now.add(key)
+            for key in shown - now:
+                try:
+                    metrics.repl_lag.remove(*key)
+                except KeyError:
+                    pass
+            shown = now
 
     def _compact_loop(self) -> None:
         while True:

@@ -85,3 +85,45 @@ def test_curve_keeps_out_nodes_without_the_cluster_keys():
         assert sec not in varz and "mt-secret" not in varz
     finally:
         c.close()
+
+
+def test_etcd_and_redis_credentials_come_from_config(tmp_path):
+    import subprocess
+    import tempfile
+
+    from tests.support.servers import EtcdServer, RedisServer
+
+    base = tempfile.mkdtemp(prefix="skein-auth-")
+    etcd, redis = EtcdServer(base), RedisServer(base)
+    node = bad = None
+    try:
+        etcd.start()
+        ep = ["--endpoints", etcd.endpoint]
+        for cmd in (["user", "add", "root", "--new-user-password=etcd-pw-123"], ["auth", "enable"]):
+            r = subprocess.run(["etcdctl", *ep, *cmd], capture_output=True, text=True,
+                               env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+            assert r.returncode == 0, r.stderr
+        redis.start(password="redis-pw-456")
+        url = f"redis://127.0.0.1:{redis.port}/0"
+        node = NodeProcess(base, 1, etcd.endpoint, url,
+                           extra={"etcd.username": "root", "etcd.password": "etcd-pw-123",
+                                  "redis.password": "redis-pw-456"})
+        node.start(timeout=40)
+        assert node.get("/health") == (200, {"status": "ok"})
+        log = node.proc.output()
+        assert "etcd-pw-123" not in log and "redis-pw-456" not in log
+        bad = NodeProcess(base, 2, etcd.endpoint, url,
+                          extra={"etcd.username": "root", "etcd.password": "wrong", "redis.password": "redis-pw-456"})
+        bad.start(wait_healthy=False)
+        wait_until(lambda: not bad.proc.alive(), 40, what="node with a wrong etcd password to stop")
+        out = bad.proc.output()
+        assert bad.proc.p.returncode != 0 and "etcd" in out.lower() and "wrong" not in out
+    finally:
+        for n in (node, bad):
+            if n is not None:
+                n.kill9()
+        redis.stop()
+        etcd.stop()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)

@@ -143,15 +143,19 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, also_listen: tuple[str, ...] = ()) -> None:
+    def start(self, also_listen: tuple[str, ...] = (), password: str = "") -> None:
+        self.password = password
         args = ["redis-server", "--bind", " ".join(("127.0.0.1",) + tuple(also_listen)), "--port", str(self.port),
                 "--protected-mode", "no" if also_listen else "yes", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+        if password:
+            args += ["--requirepass", password]
         self.proc = Proc(args, os.path.join(self.dir, "redis.log"))
         wait_until(self.ping, 10, what="redis ping")
 
     def ping(self) -> bool:
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        auth = ["-a", self.password, "--no-auth-warning"] if getattr(self, "password", "") else []
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *auth, "ping"], capture_output=True, text=True)
         return "PONG" in out.stdout
 
     def stop(self) -> None:
