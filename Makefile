@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # command:package pairs installed with apt when the command is missing
-APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy node:nodejs npm:npm
+APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy node:nodejs npm:npm chromium:chromium nginx:nginx prometheus:prometheus
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle chaos
@@ -16,6 +16,7 @@ install: apt-deps $(VENV)/.installed tests/clients/js/node_modules/.installed
 apt-deps:
 	@missing=""; for pair in $(APT_DEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
@@ -28,6 +29,12 @@ $(VENV)/.installed: requirements.txt
 # The official JS SDK (npm wukongimjssdk 1.0.4), bundled for Node, used by the protocol tests.
 tests/clients/js/node_modules/.installed: tests/clients/js/package.json tests/clients/js/package-lock.json
 	cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+	touch $@
+
+# The same SDK bundled for browsers (the demo chat page, api/static/demo/), git-ignored.
+install: api/static/demo/vendor/wkjs.js
+api/static/demo/vendor/wkjs.js: tests/clients/js/node_modules/.installed tests/clients/js/src/wkjs-browser-entry.js
+	cd tests/clients/js && npm run build:browser --silent
 	touch $@
 
 # The whole local cluster: etcd, Redis, haproxy and node1-node3 (see README for ports).

@@ -2,7 +2,8 @@
 
 ``create_api_app(node)`` serves the WuKongIM-compatible API, health and the cluster
 admin calls; ``create_manager_app(node)`` serves `/metrics`, health, the cluster admin
-calls again (as WuKongIM's manager port does) and the web manager's static files.
+calls and the whole API again (as WuKongIM's manager port does, so the web manager is
+same-origin), and the web manager itself (``api/manager_ui.py``).
 Routes are registered here; each resource lives in its own module.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import cluster_admin, errors
+from api import cluster_admin, errors, manager_ui
 from api.auth import ManagerToken
 from api.health import Health
 
@@ -47,10 +48,16 @@ class Metrics:
         resp.data = generate_latest()
 
 
+# The page and its static files hold no data; the page itself asks for the token.
+MANAGER_OPEN_PATHS = ("/", "/health", "/readyz", "/metrics")
+MANAGER_OPEN_PREFIXES = ("/static/",)
+
+
 def create_manager_app(node) -> falcon.App:
-    app = falcon.App(cors_enable=True, middleware=[ManagerToken(node.cfg["managerToken"],
-                                                                open_paths=("/health", "/readyz", "/metrics"))])
+    app = falcon.App(cors_enable=True, middleware=[ManagerToken(node.cfg["managerToken"], open_paths=MANAGER_OPEN_PATHS,
+                                                                open_prefixes=MANAGER_OPEN_PREFIXES)])
     app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
     errors.install(app)
     health = Health(node)
     app.add_route("/metrics", Metrics())
@@ -61,6 +68,9 @@ def create_manager_app(node) -> falcon.App:
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
+    for register in node.api_routes:  # same-origin API for the web manager
+        register(app)
+    manager_ui.register(app, node)
     for register in node.manager_routes:
         register(app)
     return app
