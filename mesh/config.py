@@ -305,6 +305,8 @@ def redact_url(url: str) -> str:
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
+        if k is True or k is False:  # YAML 1.1 reads a bare `on:`/`off:` key as a boolean
+            k = "on" if k else "off"
         path = f"{prefix}{k}"
         if isinstance(v, Mapping) and path not in KEYS_BY_PATH:
             out.update(_flatten(v, path + "."))

@@ -115,3 +115,8 @@ def test_openapi_document_in_repo_is_current():
 
     with open(os.path.join(ROOT, "docs", "openapi.json")) as fh:
         assert json.load(fh) == json.loads(json.dumps(spec())), "docs/openapi.json is stale: run `make docs`"
+
+
+def test_bare_on_key_is_not_a_boolean(tmp_path):
+    cfg = load(write(tmp_path, "cluster:\n  nodeId: 1\ndemo:\n  on: false\nmanager:\n  on: true\n"), env={})
+    assert cfg["demo.on"] is False and cfg["manager.on"] is True and cfg.unknown == []
