@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import duckdb
@@ -59,12 +60,15 @@ def restore_node(backup: str, root: str, *, force: bool = False) -> dict:
     manifest = read_manifest(backup)
     os.makedirs(root, exist_ok=True)
     db = os.path.join(root, "skein.duckdb")
-    if os.path.exists(db):
+    wal_dir = os.path.join(root, "wal")
+    if os.path.exists(db) or os.path.isdir(wal_dir):
         if not force:
-            raise FileExistsError(f"{db} exists; stop the node and pass --force to replace it")
-        os.remove(db)
+            raise FileExistsError(f"{root} holds a store; stop the node and pass --force to replace it")
+        if os.path.exists(db):
+            os.remove(db)
         if os.path.exists(db + ".wal"):
             os.remove(db + ".wal")
+        shutil.rmtree(wal_dir, ignore_errors=True)
     con = duckdb.connect(db)
     try:
         con.execute(f"CREATE TABLE hot (slot SMALLINT, {COLUMNS})")
@@ -76,6 +80,7 @@ def restore_node(backup: str, root: str, *, force: bool = False) -> dict:
             src = os.path.join(backup, f"{table}.parquet").replace("'", "''")
             con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet('{src}')")
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in manifest["tables"]}
+        con.execute("DELETE FROM meta WHERE key = 'wal_pos'")  # the restored node starts a new log
     finally:
         con.close()
     if counts != manifest["tables"]:

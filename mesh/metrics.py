@@ -54,7 +54,11 @@ messages_in = Counter("skein_messages_in_total", "Messages received from clients
 messages_out = Counter("skein_messages_out_total", "Messages written to clients (RECV)")
 
 # ---- store
-store_commit_seconds = Histogram("skein_store_commit_seconds", "Duration of one group commit", buckets=LATENCY_BUCKETS)
+store_commit_seconds = Histogram("skein_store_commit_seconds",
+                                 "Duration of one group commit (write-ahead log append and fdatasync)",
+                                 buckets=LATENCY_BUCKETS)
+store_flush_seconds = Histogram("skein_store_flush_seconds", "Duration of one batch copy from the log into DuckDB",
+                                buckets=LATENCY_BUCKETS)
 store_commit_entries = Histogram("skein_store_commit_entries", "Log entries per group commit",
                                  buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
 

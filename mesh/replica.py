@@ -48,6 +48,7 @@ BATCH = 1000  # entries per append request
 TAIL = 20000  # recent entries kept in memory
 HEARTBEAT = 0.3
 SNAPSHOT_EVERY = 20000  # applied entries between snapshots
+IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync
 
 
 class NotLeader(Exception):
@@ -162,8 +163,11 @@ class SlotReplica:
             self.term = term
         if self.role == LEADER:
             self._step_down(f"node {leader} leads at term {term}")
-        if self.role != FOLLOWER or self.leader_id != leader:
-            self.caught_up = False
+            # it held everything it committed; the new leader's first append says otherwise if not
+            self.caught_up = True
+        # a follower that was caught up stays so across a change of leader until the new
+        # leader's first append (a heartbeat away) shows it is behind: leadership moves
+        # must not take healthy nodes out of the load balancer
         self.role = FOLLOWER
         self.leader_id = leader
 
@@ -578,10 +582,18 @@ class SlotReplica:
 
     # ------------------------------------------------------------------ introspection
     def in_sync(self) -> frozenset[int]:
+        """Members close enough to the commit index to take over leadership or be promoted.
+
+        A follower that is being fed normally trails the commit index by a batch in
+        flight, so "in sync" allows ``IN_SYNC_SLACK`` entries; otherwise the set would
+        flap under load and every flap is an etcd write watched by every node.
+        """
         if self.role != LEADER:
             return frozenset()
         members = set(self.voters + self.learners)
-        return frozenset({self.node_id} | {n for n in members if self.match.get(n, 0) >= self.commit_index})
+        floor = self.commit_index - IN_SYNC_SLACK
+        return frozenset({self.node_id} | {n for n in members if self.match.get(n, 0) >= max(1, floor)
+                                           or (self.commit_index == 0)})
 
     def info(self) -> dict:
         return {"slot": self.slot, "role": self.role, "term": self.term, "leader": self.leader_id,

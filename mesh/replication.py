@@ -38,7 +38,8 @@ class Replication:
         self.node_id = node.node_id
         cfg = node.cfg
         self.store = Store(cfg["rootDir"], threads=cfg["store.threads"], memory_limit=cfg["store.memoryLimit"],
-                           commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"])
+                           commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"],
+                           flush_interval=cfg["store.flushInterval"], fsync=cfg["store.fsync"])
         self.replicas: dict[int, SlotReplica] = {}
         self.apply_hook = None
         self.ready_hook = None

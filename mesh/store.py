@@ -1,26 +1,36 @@
-"""This node's durable storage: the slot logs and state snapshots, in one DuckDB file.
+"""This node's durable storage: a write-ahead log for durability, DuckDB for queries.
 
-Layout (``<rootDir>/skein.duckdb``):
+Writes (log appends, truncations, snapshots, slot drops) are made durable by appending
+them to a sequential write-ahead log under ``<rootDir>/wal/`` and ``fdatasync``-ing it
+once per group commit (``store.commitInterval``): that is the moment a write counts as
+durable and a replica may acknowledge it. A second loop copies the logged writes into
+DuckDB in large batches every ``store.flushInterval`` and records, in the same DuckDB
+transaction, the log position it has reached; on start the log after that position is
+replayed, and log segments DuckDB fully covers are deleted.
 
-* ``hot``: every new log entry of every slot this node replicates, appended by the
-  group committer (one transaction, one appender flush, one fsync for many entries);
+DuckDB layout (``<rootDir>/skein.duckdb``):
+
+* ``hot``: every log entry of every slot this node replicates, appended by the flusher
+  (one transaction and one appender flush for many entries);
 * ``arch_<slot>``: committed entries moved out of ``hot`` by ``compact()``, written
   ordered by (kind, channel, seq) so that history reads of one channel touch few row
   groups however large the table grows;
 * ``snap``: the latest state snapshot of each slot (metadata state at a log index);
-* ``meta``: small key/value facts.
+* ``meta``: small key/value facts (among them the log position DuckDB has reached).
 
 A log entry is ``(idx, term, kind, data)``; ``kind`` is NOOP (a leader's barrier),
 MSG (a chat message: ``data`` is a ``MsgRow`` list) or OP (a metadata operation:
-``data`` is ``[op, args]``). Every DuckDB call runs in the gevent hub's threadpool
-(DuckDB releases the GIL; calling it on the hub would stall every socket), and writes
-are serialised through one flusher greenlet.
+``data`` is ``[op, args]``). Every DuckDB call and every log write runs in the gevent
+hub's threadpool (they release the GIL; calling them on the hub would stall every
+socket). Reads first bring DuckDB up to date with the log.
 """
 from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -84,19 +94,113 @@ class _Write:
         self.done = gevent.event.AsyncResult()
 
 
+_REC = struct.Struct(">II")  # body length, crc32 of the body
+SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+class Wal:
+    """Append-only log segments ``<dir>/<n>.wal`` of crc-checked msgpack records."""
+
+    def __init__(self, directory: str, fsync: bool = True) -> None:
+        self.dir = directory
+        self.fsync = fsync
+        os.makedirs(directory, exist_ok=True)
+        self.fd = -1
+        self.segment = 0
+        self.offset = 0
+
+    def segments(self) -> list[int]:
+        return sorted(int(n[:-4]) for n in os.listdir(self.dir) if n.endswith(".wal") and n[:-4].isdigit())
+
+    def path(self, n: int) -> str:
+        return os.path.join(self.dir, f"{n:08d}.wal")
+
+    @staticmethod
+    def encode(kind: str, slot: int, payload: Any) -> bytes:
+        body = _pack([kind, slot, payload])
+        return _REC.pack(len(body), zlib.crc32(body)) + body
+
+    def replay(self, from_segment: int, from_offset: int):
+        """Yield (segment, end offset, kind, slot, payload) after a position; cut a torn tail."""
+        for n in self.segments():
+            if n < from_segment:
+                continue
+            with open(self.path(n), "rb") as fh:
+                data = fh.read()
+            pos = from_offset if n == from_segment else 0
+            while pos + _REC.size <= len(data):
+                size, crc = _REC.unpack_from(data, pos)
+                body = data[pos + _REC.size:pos + _REC.size + size]
+                if len(body) < size or zlib.crc32(body) != crc:
+                    break
+                pos += _REC.size + size
+                kind, slot, payload = _unpack(body)
+                yield n, pos, kind, slot, payload
+            if pos < len(data):
+                log.warning("write-ahead log %s: cutting %d torn byte(s) at %d", self.path(n), len(data) - pos, pos)
+                with open(self.path(n), "r+b") as fh:
+                    fh.truncate(pos)
+
+    def open_for_append(self, after: int) -> None:
+        """Start a fresh segment numbered above every existing one and above ``after``."""
+        segs = self.segments()
+        self.segment = max([after] + segs) + 1
+        self.fd = os.open(self.path(self.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.offset = 0
+
+    def write(self, blob: bytes) -> tuple[int, int]:
+        """Append and make durable (runs in a worker thread); returns the position after it."""
+        os.write(self.fd, blob)
+        if self.fsync:
+            os.fdatasync(self.fd)
+        self.offset += len(blob)
+        pos = (self.segment, self.offset)
+        if self.offset >= SEGMENT_BYTES:
+            os.close(self.fd)
+            self.segment += 1
+            self.fd = os.open(self.path(self.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self.offset = 0
+            if self.fsync:
+                dfd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        return pos
+
+    def drop_before(self, segment: int) -> None:
+        for n in self.segments():
+            if n < segment:
+                os.remove(self.path(n))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class Store:
     def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
-                 commit_interval: float = 0.002, commit_max: int = 2000) -> None:
+                 commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 0.1,
+                 fsync: bool = True) -> None:
         os.makedirs(root, exist_ok=True)
         self.path = os.path.join(root, "skein.duckdb")
         self.threads = threads
         self.memory_limit = memory_limit
         self.commit_interval = commit_interval
         self.commit_max = commit_max
+        self.flush_interval = flush_interval
+        self.wal = Wal(os.path.join(root, "wal"), fsync=fsync)
         self.con: duckdb.DuckDBPyConnection | None = None
-        self._queue: list[_Write] = []
+        self._queue: list[_Write] = []  # waiting for the log
+        self._pending: list[_Write] = []  # in the log, not yet in DuckDB
+        self._pending_pos: tuple[int, int] = (0, 0)
         self._wake = gevent.event.Event()
-        self._flusher: gevent.Greenlet | None = None
+        self._duck_wake = gevent.event.Event()
+        self._duck_idle = gevent.event.Event()
+        self._duck_idle.set()
+        self._duck_force = gevent.event.Event()  # a read is waiting: flush now
+        self._greenlets: list[gevent.Greenlet] = []
         self._pool = gevent.get_hub().threadpool
         self._appender = None
         self._arch_tables: set[int] = set()
@@ -112,16 +216,50 @@ class Store:
                                         "WHERE table_name LIKE 'arch_%'").fetchall():
             self._arch_tables.add(int(name.split("_", 1)[1]))
         self._appender = self.con.appender("hot")
-        self._flusher = gevent.spawn(self._flush_loop)
+        last = self._replay()
+        self.wal.open_for_append(last[0])
+        self._greenlets = [gevent.spawn(self._wal_loop), gevent.spawn(self._duck_loop)]
+
+    def _replay(self) -> tuple[int, int]:
+        """Bring DuckDB up to the end of the write-ahead log (after a crash or kill -9)."""
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'wal_pos'").fetchone()
+        seg, off = (int(x) for x in row[0].split(":")) if row else (0, 0)
+        batch: list[_Write] = []
+        n = 0
+        last = (seg, off)
+        for segment, end, kind, slot, payload in self.wal.replay(seg, off):
+            if kind == "append":
+                payload = [tuple(e) for e in payload]
+            elif kind == "snapshot":
+                payload = tuple(payload)
+            batch.append(_Write(kind, slot, payload))
+            last = (segment, end)
+            n += 1
+            if len(batch) >= 5000:
+                self._commit(batch, last)
+                batch = []
+        if batch:
+            self._commit(batch, last)
+        if n:
+            log.info("replayed %d write(s) from the write-ahead log into DuckDB (up to %s)", n, last)
+        self._pending_pos = last
+        self.wal.drop_before(last[0])
+        return last
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
-        if self._flusher is not None:
-            self._flusher.kill(block=True, timeout=2)
+        try:
+            self._sync_duck(timeout=5)
+        except Exception:
+            pass
+        gevent.killall(self._greenlets, block=True, timeout=2)
         for w in self._queue:
             if not w.done.ready():
                 w.done.set_exception(StoreError("store closed"))
         self._queue = []
+        self.wal.close()
         if self.con is not None:
             try:
                 self.con.close()
@@ -129,8 +267,10 @@ class Store:
                 pass
             self.con = None
 
-    def _run(self, fn, *args):
-        """Run ``fn(cursor, *args)`` on a fresh cursor in the threadpool."""
+    def _run(self, fn, *args, sync: bool = True):
+        """Run ``fn(cursor, *args)`` on a fresh cursor in the threadpool (after DuckDB caught up)."""
+        if sync:
+            self._sync_duck()
         con = self.con
         if con is None:
             raise StoreError("store closed")
@@ -143,7 +283,7 @@ class Store:
                 cur.close()
         return self._pool.apply(call)
 
-    # ------------------------------------------------------------------ group-committed writes
+    # ------------------------------------------------------------------ durable writes (the log)
     def _submit(self, w: _Write) -> Any:
         if self.closed:
             raise StoreError("store closed")
@@ -152,7 +292,7 @@ class Store:
         return w.done.get()
 
     def append(self, slot: int, entries: list[tuple]) -> None:
-        """Make ``entries`` durable (returns after the commit that contains them)."""
+        """Make ``entries`` durable (returns after the log write that contains them)."""
         if entries:
             self._submit(_Write("append", slot, entries))
 
@@ -170,7 +310,14 @@ class Store:
     def put_meta(self, key: str, value: str) -> None:
         self._submit(_Write("meta", 0, (key, value)))
 
-    def _flush_loop(self) -> None:
+    def compact(self, slot: int, upto: int) -> None:
+        """Move this slot's committed entries (idx <= upto) from ``hot`` to ``arch_<slot>`` (DuckDB only)."""
+        w = _Write("compact", slot, upto)
+        self._pending.append(w)
+        self._duck_wake.set()
+        w.done.get()
+
+    def _wal_loop(self) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -179,19 +326,75 @@ class Store:
             while self._queue:
                 batch, self._queue = self._queue[:self.commit_max], self._queue[self.commit_max:]
                 started = time.perf_counter()
+                blob = b"".join(Wal.encode(w.kind, w.slot, w.payload) for w in batch)
                 try:
-                    rows = self._pool.apply(self._commit, (batch,))
+                    pos = self._pool.apply(self.wal.write, (blob,))
                 except Exception as exc:
-                    log.exception("store commit of %d write(s) failed", len(batch))
+                    log.exception("write-ahead log write of %d write(s) failed", len(batch))
                     for w in batch:
-                        w.done.set_exception(StoreError(f"commit failed: {exc}"))
+                        w.done.set_exception(StoreError(f"log write failed: {exc}"))
                     continue
                 metrics.store_commit_seconds.observe(time.perf_counter() - started)
-                metrics.store_commit_entries.observe(rows)
+                metrics.store_commit_entries.observe(sum(len(w.payload) for w in batch if w.kind == "append"))
+                self._pending.extend(batch)
+                self._pending_pos = pos
                 for w in batch:
                     w.done.set(None)
+                self._duck_idle.clear()
+                self._duck_wake.set()
 
-    def _commit(self, batch: list[_Write]) -> int:
+    # ------------------------------------------------------------------ DuckDB (the queryable copy)
+    def _duck_loop(self) -> None:
+        while True:
+            self._duck_wake.wait(timeout=self.flush_interval)
+            self._duck_wake.clear()
+            if not self._pending:
+                self._duck_idle.set()
+                continue
+            if not self._duck_force.is_set() and not any(w.kind == "compact" for w in self._pending):
+                self._duck_force.wait(timeout=self.flush_interval)  # gather a large batch unless a read waits
+            self._duck_force.clear()
+            batch, self._pending = self._pending, []
+            pos = self._pending_pos
+            started = time.perf_counter()
+            try:
+                self._pool.apply(self._commit, (batch, pos))
+            except Exception as exc:
+                log.exception("DuckDB flush of %d write(s) failed; retrying", len(batch))
+                self._pending = batch + self._pending
+                gevent.sleep(0.5)
+                self._duck_wake.set()
+                for w in batch:
+                    if w.kind == "compact" and not w.done.ready():
+                        w.done.set_exception(StoreError(f"compaction failed: {exc}"))
+                continue
+            metrics.store_flush_seconds.observe(time.perf_counter() - started)
+            for w in batch:
+                if w.kind == "compact":
+                    w.done.set(None)
+            if pos[0] > 1:
+                try:
+                    self.wal.drop_before(pos[0])
+                except OSError:
+                    pass
+            if not self._pending:
+                self._duck_idle.set()
+
+    def _sync_duck(self, timeout: float = 30.0) -> None:
+        """Wait until DuckDB holds every write made durable so far."""
+        if not self._pending and self._duck_idle.is_set():
+            return
+        self._duck_force.set()
+        self._duck_wake.set()
+        deadline = time.monotonic() + timeout
+        while self._pending or not self._duck_idle.is_set():
+            if time.monotonic() > deadline:
+                raise StoreError("DuckDB is behind the write-ahead log (flushes failing?)")
+            self._duck_force.set()
+            self._duck_wake.set()
+            self._duck_idle.wait(timeout=0.05)
+
+    def _commit(self, batch: list[_Write], pos: tuple[int, int]) -> int:
         con = self.con
         rows: list[tuple] = []
         con.execute("BEGIN")
@@ -228,6 +431,7 @@ class Store:
             if rows:
                 self._appender.append_rows(rows)
                 self._appender.flush()
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('wal_pos', ?)", [f"{pos[0]}:{pos[1]}"])
             con.execute("COMMIT")
         except Exception:
             try:
@@ -238,13 +442,6 @@ class Store:
         return sum(len(w.payload) for w in batch if w.kind == "append")
 
     # ------------------------------------------------------------------ compaction
-    def compact(self, slot: int, upto: int) -> None:
-        """Move this slot's committed entries (idx <= upto) from ``hot`` to ``arch_<slot>``.
-
-        Runs in the write queue, so it never races a group commit.
-        """
-        self._submit(_Write("compact", slot, upto))
-
     # ------------------------------------------------------------------ reads
     def _sources(self, slot: int) -> list[str]:
         src = [f"(SELECT {SELECT_COLS} FROM hot WHERE slot = {int(slot)})"]

@@ -97,6 +97,16 @@ def _bind_addr(addr: str) -> str:
 
 
 pack = msgpack.Packer(use_bin_type=True).pack
+_children: dict[tuple, Any] = {}
+
+
+def _counter(metric, *labels):
+    """A metric's labelled child, looked up once (``.labels()`` per message is costly)."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def unpack(data: bytes) -> Any:
@@ -272,9 +282,9 @@ class Mesh:
                 raise RequestTimeout(f"{method} to node {peer} timed out after {timeout:.1f}s") from None
         finally:
             self._pending.pop(rid, None)
-        metrics.mesh_request_seconds.labels(method).observe(time.perf_counter() - started)
+        _counter(metrics.mesh_request_seconds, method).observe(time.perf_counter() - started)
         if status == _STATUS_OK:
-            metrics.mesh_requests.labels(method, "ok").inc()
+            _counter(metrics.mesh_requests, method, "ok").inc()
             return result
         metrics.mesh_requests.labels(method, "error").inc()
         if status == _STATUS_REFUSED:
@@ -320,7 +330,7 @@ class Mesh:
         else:
             try:
                 reply = [rid, _STATUS_OK, fn(sender, payload)]
-                metrics.mesh_handled.labels(method, "ok").inc()
+                _counter(metrics.mesh_handled, method, "ok").inc()
             except Refused as exc:
                 reply = [rid, _STATUS_REFUSED, [exc.code, exc.detail]]
                 metrics.mesh_handled.labels(method, "refused").inc()
@@ -391,7 +401,7 @@ class Mesh:
             self.pub.send(data, zmq.NOBLOCK)
         except zmq.Again:  # PUB drops rather than blocks; this is only a guard
             pass
-        metrics.mesh_pub_sent.labels(kind).inc()
+        _counter(metrics.mesh_pub_sent, kind).inc()
         if local:
             self._dispatch(self.node_id, kind, payload)
 
@@ -454,7 +464,7 @@ class Mesh:
         if seq > st.last + 1:
             self._recover(sender, st, seq - 1)
         st.last = seq
-        metrics.mesh_pub_received.labels(kind).inc()
+        _counter(metrics.mesh_pub_received, kind).inc()
         self._dispatch(sender, kind, payload)
 
     def _recover(self, sender: int, st: _PubState, upto: int) -> None:
