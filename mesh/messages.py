@@ -14,9 +14,10 @@ snowflake id are assigned and the entry is proposed to the slot's replicas. The 
 goes back once a majority has the entry durably (SENDACK after quorum). NoPersist
 messages get seq 0 and are only delivered to online recipients.
 
-On commit the leader broadcasts ``msg.deliver`` (the message, its recipients and the
-sending connection to skip); every node writes RECV to its own sessions of the
-recipients. It also creates missing person-chat conversations and queues webhooks.
+On commit the leader broadcasts the message, its recipients and the sending
+connection to skip (``msg.deliver_many``: every message committed in one hub turn in
+one broadcast); every node writes RECV to its own sessions of the recipients. It
+also creates missing person-chat conversations and queues webhooks.
 """
 from __future__ import annotations
 
@@ -111,7 +112,9 @@ class Messages:
         self._conv_inflight: set[tuple] = set()
         self.delivered: dict[int, int] = {}  # slot -> highest log index seen delivered (by any leader)
         node.mesh.handle("msg.send", self._on_send)
+        self._outbox: list[list] = []
         node.mesh.subscribe("msg.deliver", self._on_deliver)
+        node.mesh.subscribe("msg.deliver_many", self._on_deliver_many)
 
     # ------------------------------------------------------------------ origin side
     def submit(self, req: SendRequest, done, *, system: bool = False, subscribers: list[str] | None = None) -> None:
@@ -282,8 +285,21 @@ class Messages:
         return list(ch.subscribers) if ch is not None else [data[M_FROM]]
 
     def _publish(self, data: list, recipients: list[str], exclude, slot: int, idx: int) -> None:
-        self.node.mesh.publish("msg.deliver", [data, recipients, list(exclude) if exclude else None, time.time(),
-                                               slot, idx])
+        """Deliver to this node's sessions now; to the other nodes in one broadcast per hub turn."""
+        item = [data, recipients, list(exclude) if exclude else None, time.time(), slot, idx]
+        self._on_deliver(self.node_id, item)
+        self._outbox.append(item)
+        if len(self._outbox) == 1:
+            gevent.get_hub().loop.run_callback(self._flush_outbox)
+
+    def _flush_outbox(self) -> None:
+        items, self._outbox = self._outbox, []
+        if items:
+            self.node.mesh.publish_remote("msg.deliver_many", items)
+
+    def _on_deliver_many(self, sender: int, items: list) -> None:
+        for item in items:
+            self._on_deliver(sender, item)
 
     def redeliver(self, r: SlotReplica, upto: int) -> int:
         """A new leader re-delivers committed messages its predecessor may not have delivered.

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 
@@ -213,9 +212,6 @@ class Node:
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         cfg = self.cfg
-        # DuckDB runs in threadpool threads that need the GIL in short bursts; the default
-        # 5 ms switch interval makes each burst wait behind the hub, stretching group commits.
-        sys.setswitchinterval(0.0005)
         metrics.node_info.labels(str(self.node_id), VERSION).set(1)
         log.info("starting node: config=%s", json.dumps(cfg.redacted(), default=str, sort_keys=True))
         if cfg.unknown:

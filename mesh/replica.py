@@ -447,7 +447,9 @@ class SlotReplica:
             nxt = self.next_index.get(peer, self.last_index + 1)
             if nxt > self.last_index:
                 self._send_event.clear()
-                self._send_event.wait(timeout=HEARTBEAT)
+                # heartbeats of every slot fall on the same ticks, so the append pipe sends
+                # them to each peer as one request
+                self._send_event.wait(timeout=HEARTBEAT - time.monotonic() % HEARTBEAT + 0.001)
             nxt = self.next_index.get(peer, self.last_index + 1)
             last = min(self.last_index, nxt + BATCH - 1)
             try:
@@ -455,7 +457,7 @@ class SlotReplica:
                 prev = nxt - 1
                 req = [self.slot, term, self.node_id, prev, self.term_at(prev), [list(e) for e in entries],
                        self.commit_index]
-                r = self.mgr.request(peer, "repl.append", req, timeout=5.0)
+                r = self.mgr.append(peer, req, timeout=5.0)
             except (MeshError, StoreError) as exc:
                 if not isinstance(exc, RemoteError):
                     gevent.sleep(backoff)
@@ -492,7 +494,7 @@ class SlotReplica:
             if not self.mgr.session_alive():
                 return  # fenced: no etcd session, no acknowledgements
             self.commit_index = n
-            self._send_event.set()
+            # followers learn the new commit index with the next append or heartbeat
             self._apply_committed()
 
     # ------------------------------------------------------------------ applying

@@ -21,6 +21,7 @@ import gevent
 
 from coordinator.slot_table import SlotTable
 from mesh import metrics
+from mesh.append_pipe import AppendPipes, serve_many
 from mesh.replica import FOLLOWER, LEADER, NONE, SlotReplica
 from mesh.store import Store
 from mesh.transport import MeshError, Refused
@@ -54,7 +55,9 @@ class Replication:
         self._greenlets: list[gevent.Greenlet] = []
         self.truncated = 0
         m = node.mesh
+        self._pipes = AppendPipes(m.request)
         m.handle("repl.append", self._on_append)
+        m.handle("repl.append_many", lambda sender, reqs: serve_many(self._on_append, sender, reqs))
         m.handle("repl.prepare", self._on_prepare)
         m.handle("repl.fetch", self._on_fetch)
         m.handle("repl.positions", self._on_positions)
@@ -84,6 +87,10 @@ class Replication:
 
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         return self.node.mesh.request(peer, method, payload, timeout=timeout)
+
+    def append(self, peer: int, req: list, timeout: float) -> Any:
+        """One slot's ``repl.append`` to ``peer``, coalesced with other slots' (``mesh.append_pipe``)."""
+        return self._pipes.call(peer, req, timeout)
 
     def session_alive(self) -> bool:
         m = self.node.membership
