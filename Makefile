@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server haproxy:haproxy node:nodejs npm:npm chromium:chromium nginx:nginx prometheus:prometheus
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle chaos
+.PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle chaos \
+	bench bench-compare profile
 
 install: apt-deps $(VENV)/.installed tests/clients/js/node_modules/.installed
 
@@ -52,7 +53,7 @@ run-node: install
 	$(VENV)/bin/honcho start node$(N)
 
 lint: install
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --no-cache .
 
 test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -70,6 +71,19 @@ chaos: install
 # Memory per idle connection (10,000 TCP and 10,000 WebSocket connections on one node).
 bench-idle: install
 	$(PY) ops/bench/idle_connections.py --conns 10000
+
+# Load-generator scenarios against a local 3-node cluster and one node; rewrites docs/BENCHMARKS.md.
+bench: install
+	$(PY) ops/bench/run.py
+
+# Group fan-out next to python-socketio and Node socket.io (each 3 processes + Redis, installed
+# into .bench/ from PyPI and npm) and a bare gevent WebSocket server (the machine's ceiling).
+bench-compare: install
+	$(PY) -m ops.bench.compare
+
+# py-spy flame graph and hot spots of node 1 under load: make profile LOAD="--scenario groups --group-rate 500"
+profile: install
+	$(PY) ops/bench/profile.py -- $${LOAD:---scenario pairs --rate 1000}
 
 docs: install
 	$(PY) -m mesh.config --markdown > docs/config.md

@@ -190,7 +190,7 @@ class Gateway:
                 s.deliver(m, cache)
                 written += 1
         if written:
-            metrics.messages_out.inc(written)
+            self._messages_out.v += written
             if m.committed_at:
                 metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
         return written
@@ -242,20 +242,22 @@ class Gateway:
     _bytes_out = {k: metrics.gw_bytes_out.labels(k) for k in ("tcp", "ws")}
     _frames_out = {k: metrics.gw_frames_out.labels(k) for k in ("tcp", "ws")}
     _frames_in = {t: metrics.gw_frames_in.labels(name) for t, name in wk.TYPE_NAMES.items()}
+    _messages_out = metrics.messages_out.labels()
 
     def metrics_bytes_in(self, s: Session, n: int) -> None:
-        self._bytes_in[s.transport.kind].inc(n)
+        self._bytes_in[s.transport.kind].v += n
 
     def metrics_bytes_out(self, s: Session, n: int) -> None:
-        self._bytes_out[s.transport.kind].inc(n)
-        self._frames_out[s.transport.kind].inc()
+        kind = s.transport.kind
+        self._bytes_out[kind].v += n
+        self._frames_out[kind].v += 1
 
     def metrics_frame_in(self, s: Session, ptype: int) -> None:
-        self._frames_in[ptype].inc()
+        self._frames_in[ptype].v += 1
 
     def metrics_json_in(self, s: Session, method: str) -> None:
         metrics.gw_frames_in.labels("json:" + (method if method in ("connect", "send", "recvack", "ping",
-                                                                      "disconnect") else "other")).inc()
+                                                                      "disconnect") else "other")).v += 1
 
     def count_reject(self, s: Session | None, kind: str) -> None:
         metrics.gw_rejected.labels(kind).inc()

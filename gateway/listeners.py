@@ -19,6 +19,23 @@ from mesh.config import split_hostport
 log = logging.getLogger("gateway.listeners")
 
 
+def send_all(sock, data: bytes) -> None:
+    """Write all of ``data``: one ``send()`` usually takes it all (gevent's ``sendall()``
+    first asks the kernel for the socket's buffer size, a system call per write)."""
+    n = sock.send(data)
+    if n < len(data):
+        sock.sendall(memoryview(data)[n:])
+
+
+def ws_frame_header(opcode: int, n: int) -> bytes:
+    """Header of an unmasked, final WebSocket frame (RFC 6455 5.2) carrying ``n`` bytes."""
+    if n < 126:
+        return bytes((0x80 | opcode, n))
+    if n < 65536:
+        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
+    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
+
+
 class TcpTransport:
     __slots__ = ("sock", "remote")
     kind = "tcp"
@@ -28,10 +45,10 @@ class TcpTransport:
         self.remote = remote
 
     def send_binary(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        send_all(self.sock, data)
 
     def send_text(self, text: str) -> None:
-        self.sock.sendall(text.encode())
+        send_all(self.sock, text.encode())
 
     def close(self) -> None:
         try:
@@ -50,10 +67,17 @@ class WsTransport:
         self.remote = remote
 
     def send_binary(self, data: bytes) -> None:
-        self.ws.send(data, binary=True)
+        self._send(0x2, data)
 
     def send_text(self, text: str) -> None:
-        self.ws.send(text, binary=False)
+        self._send(0x1, text.encode())
+
+    def _send(self, opcode: int, data: bytes) -> None:
+        """One unmasked final frame written straight to the socket (as geventwebsocket would frame it)."""
+        ws = self.ws
+        if ws.closed:
+            raise OSError("websocket closed")
+        send_all(ws.handler.socket, ws_frame_header(opcode, len(data)) + data)
 
     def close(self) -> None:
         try:

@@ -358,23 +358,24 @@ class Session:
             frame: Any = jsonrpc.dumps(jsonrpc.notification("recv", params))
             self.write_frame(frame, text=True)
         else:
+            # the bytes every recipient shares are encoded once per message (frame_cache)
             cipher = self.cipher
+            key = (channel_id, flags, self.version, cipher is None)
+            cached = frame_cache.get(key) if frame_cache is not None else None
+            if cached is None:
+                recv = wk.Recv(m.setting & ~0x06, "", m.from_uid, channel_id, m.channel_type, m.expire,
+                               m.client_msg_no, 0, "", 0, m.message_id, m.message_seq, m.timestamp, m.topic,
+                               m.payload, flags)
+                cached = wk.encode(recv, self.version) if cipher is None else wk.RecvTemplate(recv, self.version)
+                if frame_cache is not None:
+                    frame_cache[key] = cached
             if cipher is None:
-                key = (channel_id, flags, self.version)
-                frame = frame_cache.get(key) if frame_cache is not None else None
-                if frame is None:
-                    frame = wk.encode(wk.Recv(m.setting & ~0x06, "", m.from_uid, channel_id,
-                                              m.channel_type, m.expire, m.client_msg_no, 0, "", 0, m.message_id,
-                                              m.message_seq, m.timestamp, m.topic, m.payload, flags), self.version)
-                    if frame_cache is not None:
-                        frame_cache[key] = frame
+                frame = cached
             else:
                 payload = cipher.encrypt(m.payload)
                 msg_key = cipher.recv_msg_key(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
                                               channel_id, m.channel_type, payload)
-                frame = wk.encode(wk.Recv(m.setting & ~0x06, msg_key, m.from_uid, channel_id,
-                                          m.channel_type, m.expire, m.client_msg_no, 0, "", 0, m.message_id,
-                                          m.message_seq, m.timestamp, m.topic, payload, flags), self.version)
+                frame = cached.frame(msg_key, payload)
             self.write_frame(frame)
         self.out_msgs += 1
         if not (m.flags & wk.FLAG_NO_PERSIST) and self.gw.retry_max > 0:

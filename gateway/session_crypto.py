@@ -77,7 +77,7 @@ def _unpad(data: bytes) -> bytes:
 class SessionCipher:
     """AES-128-CBC with the session's key and static IV, as WuKongIM uses it."""
 
-    __slots__ = ("key", "iv", "_algo", "_mode")
+    __slots__ = ("key", "iv", "_algo", "_mode", "_enc", "_chain", "_d_iv")
 
     def __init__(self, key: bytes, iv: bytes) -> None:
         if len(key) != 16 or len(iv) != 16:
@@ -86,14 +86,28 @@ class SessionCipher:
         self.iv = iv
         self._algo = algorithms.AES(key)
         self._mode = modes.CBC(iv)
+        # One CBC encryptor for the whole session (building one per message costs more than
+        # the encryption). Its chaining value after a message is that message's last
+        # ciphertext block; feeding first the block D(IV) XOR chain makes the chaining
+        # value IV again, so each message is encrypted exactly as by a fresh encryptor.
+        self._enc = Cipher(self._algo, self._mode).encryptor()
+        self._chain = iv
+        self._d_iv = int.from_bytes(Cipher(self._algo, modes.ECB()).decryptor().update(iv), "big")
 
     @classmethod
     def from_salt(cls, key: bytes, salt: str) -> SessionCipher:
         return cls(key, salt.encode()[:16])
 
     def _raw_encrypt(self, plaintext: bytes) -> bytes:
-        enc = Cipher(self._algo, self._mode).encryptor()
-        return enc.update(_pad(plaintext)) + enc.finalize()
+        """AES-128-CBC-PKCS7 with the session IV (as a fresh encryptor would produce it)."""
+        chain = self._chain
+        if chain == self.iv:
+            out = self._enc.update(_pad(plaintext))
+        else:
+            reset = (self._d_iv ^ int.from_bytes(chain, "big")).to_bytes(16, "big")
+            out = self._enc.update(reset + _pad(plaintext))[16:]
+        self._chain = out[-16:]
+        return out
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Wire payload: base64 text (as bytes) of the AES-CBC ciphertext."""

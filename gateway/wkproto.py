@@ -350,6 +350,32 @@ def encode(p: Packet, version: int = LATEST_VERSION) -> bytes:
     return bytes([(p.type << 4) | flags]) + encode_varint(len(body)) + body
 
 
+class RecvTemplate:
+    """A RECV for one message and one connection version, less the per-session parts.
+
+    For a group message every recipient's frame differs only in ``msg_key`` and the
+    encrypted payload; ``frame(msg_key, payload)`` joins them with the shared bytes,
+    which are encoded once (equal to ``encode(Recv(...))`` with the same fields).
+    """
+
+    __slots__ = ("first", "setting", "middle")
+
+    def __init__(self, p: Recv, version: int) -> None:
+        body = _body(Recv(p.setting, "", p.from_uid, p.channel_id, p.channel_type, p.expire, p.client_msg_no,
+                          p.stream_flag, p.stream_no, p.stream_id, p.message_id, p.message_seq, p.timestamp,
+                          p.topic, b"", p.flags), version)
+        self.first = bytes([(RECV << 4) | (p.flags & 0x0F)])
+        self.setting = body[:1]
+        self.middle = body[3:]  # after the setting byte and the empty msg_key's length
+
+    def frame(self, msg_key: str, payload: bytes) -> bytes:
+        key = msg_key.encode()
+        n = 3 + len(key) + len(self.middle) + len(payload)
+        if n > MAX_REMAINING_LENGTH:
+            raise ValueError("packet exceeds the 1 MiB frame limit")
+        return b"".join((self.first, encode_varint(n), self.setting, _U16.pack(len(key)), key, self.middle, payload))
+
+
 # ------------------------------------------------------------------ decoding
 
 

@@ -58,7 +58,7 @@ class RecentCache:
             self.channels.move_to_end(key)
         if d and d[-1][M_SEQ] + 1 != data[M_SEQ]:
             d.clear()  # keep only a contiguous run of seqs
-        d.append(data)
+        d.append(data if type(data) is tuple else tuple(data))  # untracked by the cycle collector
 
     def drop_slot(self, slot: int) -> None:
         for key in [k for k in self.channels if k[0] == slot]:

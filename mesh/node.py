@@ -13,6 +13,7 @@ every view at once), the store and sockets close.
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from coordinator.etcd_client import Etcd, EtcdUnavailable
 from coordinator.membership import Membership
 from coordinator.presence import Presence
 from coordinator.redis_client import RedisConn
-from mesh import curve, metrics
+from mesh import curve, loop_lag, metrics
 from mesh.config import Config, split_hostport
 from mesh.slot_router import SlotRouter, SlotUnavailable
 from mesh.slot_service import SlotService
@@ -216,6 +217,7 @@ class Node:
         log.info("starting node: config=%s", json.dumps(cfg.redacted(), default=str, sort_keys=True))
         if cfg.unknown:
             log.warning("unknown config keys ignored: %s", ", ".join(cfg.unknown))
+        loop_lag.start()
         self.redis.start()
         self.mesh.bind()
         self.mesh.start()
@@ -245,6 +247,9 @@ class Node:
         self.presence.start()
         self.webhooks.start()
         self._start_listeners()
+        # what exists now (modules, loaded slot states) lives as long as the process: keep it
+        # out of every future full collection
+        gc.freeze()
         self.ready_event.set()
         log.info("node started: api=%s tcp=%s ws=%s manager=%s router=%s pub=%s", cfg["httpAddr"],
                  cfg["tcpAddr"], cfg["wsAddr"], cfg["manager.addr"], cfg["cluster.serverAddr"],

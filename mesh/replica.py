@@ -45,7 +45,7 @@ log = logging.getLogger("mesh.replica")
 
 NONE, FOLLOWER, LEADER = "none", "follower", "leader"
 BATCH = 1000  # entries per append request
-TAIL = 20000  # recent entries kept in memory
+TAIL = 5000  # recent entries kept in memory per slot (followers further behind read the store)
 HEARTBEAT = 0.3
 SNAPSHOT_EVERY = 20000  # applied entries between snapshots
 IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync
@@ -142,10 +142,15 @@ class SlotReplica:
         return got[0][1] if got else -1
 
     def _remember(self, entries: list[tuple]) -> None:
+        tail = self.tail
         for e in entries:
-            self.tail[e[0]] = e
-        while len(self.tail) > TAIL:
-            self.tail.popitem(last=False)
+            if e[2] == KIND_MSG and type(e[3]) is list:
+                # a tuple of plain values is untracked by the cycle collector: long-lived
+                # messages held here then cost nothing at each full collection
+                e = (e[0], e[1], e[2], tuple(e[3]))
+            tail[e[0]] = e
+        while len(tail) > TAIL:
+            tail.popitem(last=False)
 
     def _forget_after(self, idx: int) -> None:
         for i in [i for i in self.tail if i > idx]:

@@ -316,8 +316,6 @@ class Replication:
                 if upto - self._compacted.get(r.slot, 0) < 1000:
                     continue
                 try:
-                    if r.snapshot_index < upto:
-                        r.snapshot()
                     self.store.compact(r.slot, upto)
                     self._compacted[r.slot] = upto
                 except Exception:

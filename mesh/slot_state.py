@@ -21,7 +21,11 @@ from typing import Any
 from mesh.store import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
 
 INFO_FIELDS = ("ban", "disband", "send_ban", "large", "allow_stranger")
-DEDUPE_LIMIT = 200_000  # remembered (channel, from_uid, client_msg_no) per slot
+# (channel, from_uid, client_msg_no) of recent messages, to answer a client's retry with the
+# original id and seq: at most DEDUPE_LIMIT per slot, none older than DEDUPE_SECONDS (by the
+# messages' own timestamps, so every replica forgets the same ones)
+DEDUPE_LIMIT = 20_000
+DEDUPE_SECONDS = 600
 
 
 class Channel:
@@ -106,9 +110,11 @@ class SlotState:
             c.last_ts = d[M_TS]
         c.senders[d[M_FROM]] = seq
         dk = (d[M_CHANNEL], d[M_CTYPE], d[M_FROM], d[M_CMN])
-        self.dedupe[dk] = (d[M_MID], seq, d[M_TS])
-        if len(self.dedupe) > DEDUPE_LIMIT:
-            self.dedupe.popitem(last=False)
+        dd = self.dedupe
+        dd[dk] = (d[M_MID], seq, d[M_TS])
+        oldest = d[M_TS] - DEDUPE_SECONDS
+        while len(dd) > DEDUPE_LIMIT or next(iter(dd.values()))[2] < oldest:
+            dd.popitem(last=False)
         self.applied = idx
 
     def apply_op(self, idx: int, op: str, args: dict) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,3 +104,15 @@ def test_strings_are_limited_to_int16():
     d = wk.FrameDecoder()
     d.feed(bytes([0x90, 0x03, 0x01, 0xFF, 0xFF]))
     assert d.error is not None
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("setting", [0, wk.SETTING_TOPIC, wk.SETTING_STREAM])
+def test_recv_template_equals_full_encoding(version, setting):
+    base = wk.Recv(setting, "", "from-uid", "group-1", 2, 60, "cmn-1", 0, "", 0, 123456789012345678, 42,
+                   1732300000, "topic-a", b"", 3)
+    tpl = wk.RecvTemplate(base, version)
+    for key, payload in [("", b""), ("0123456789abcdef0123456789abcdef", b"x" * 200), ("k", b"y" * 70000)]:
+        full = wk.Recv(setting, key, "from-uid", "group-1", 2, 60, "cmn-1", 0, "", 0, 123456789012345678, 42,
+                       1732300000, "topic-a", payload, 3)
+        assert tpl.frame(key, payload) == wk.encode(full, version)

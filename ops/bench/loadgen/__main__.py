@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -27,7 +26,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
-from ops.bench.loadgen.stats import Histogram  # noqa: E402
+from ops.bench.loadgen.harness import merge, run_workers  # noqa: E402
 
 PY = sys.executable
 
@@ -134,53 +133,34 @@ def run(args) -> dict:
         owner[c["uid"]] = i % k
     for s in senders:
         shares[owner[s["uid"]]]["senders"].append(s)
-    procs = []
+    configs = []
     for share in shares:
         cfg = {**share, "duration": args.duration, "warmup": args.warmup, "window": 0 if (args.rate or
                args.group_rate) else args.window, "encrypt": not args.no_encrypt}
         if args.scenario == "mix":
             cfg["window"] = 0 if (args.rate and args.group_rate) else args.window
-        p = subprocess.Popen([PY, "-m", "ops.bench.loadgen.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-                                 os.path.abspath(__file__))))))
-        p.stdin.write(json.dumps(cfg) + "\n")
-        p.stdin.flush()
-        procs.append(p)
-    connected = 0
-    for p in procs:
-        ready = json.loads(p.stdout.readline())
-        connected += ready["connected"]
-    before = node_stats(nodes, args.token)
-    if args.scenario == "idle":
+        if args.scenario == "idle":
+            cfg["duration"], cfg["warmup"] = 0, 0
+        configs.append(cfg)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+    def on_ready() -> tuple[dict, dict | None]:
+        first = node_stats(nodes, args.token)
+        if args.scenario != "idle":
+            return first, None
         time.sleep(3)
-        after = node_stats(nodes, args.token)
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = [json.loads(p.stdout.readline()) for p in procs]
-        for p in procs:
-            p.wait(30)
-        delta = sum(after[n]["mem"] - before[n]["mem"] for n in after)
+        return first, node_stats(nodes, args.token)
+    connected, results, (before, idle_after) = run_workers([PY, "-m", "ops.bench.loadgen.worker"], configs, root,
+                                                           on_ready)
+    if args.scenario == "idle":
+        delta = sum(idle_after[n]["mem"] - before[n]["mem"] for n in idle_after)
         return {"scenario": "idle", "label": args.label, "connections": connected,
                 "bytes_per_connection": round(delta / max(1, connected)),
-                "nodes": {n: {"rss_mb": round(after[n]["mem"] / 2**20, 1)} for n in after}}
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    results = [json.loads(p.stdout.readline()) for p in procs]
+                "nodes": {n: {"rss_mb": round(idle_after[n]["mem"] / 2**20, 1)} for n in idle_after}}
     after = node_stats(nodes, args.token)
-    for p in procs:
-        p.wait(30)
-    sendack, e2e = Histogram(), Histogram()
-    seconds = max(r["seconds"] for r in results)
-    errors: dict[str, int] = {}
-    for r in results:
-        sendack.merge(Histogram.from_json(r["sendack"]))
-        e2e.merge(Histogram.from_json(r["e2e"]))
-        for kk, v in r["errors"].items():
-            errors[kk] = errors.get(kk, 0) + v
-    acked = sum(r["acked"] for r in results)
-    delivered = sum(r["delivered"] for r in results)
+    m = merge(results)
+    seconds, sendack, e2e, errors, acked, delivered = (m["seconds"], m["sendack"], m["e2e"], m["errors"], m["acked"],
+                                                       m["delivered"])
     node_usage = {}
     for n, a in after.items():
         b = before[n]
@@ -191,7 +171,7 @@ def run(args) -> dict:
         "sends_per_s": round(acked / seconds), "deliveries_per_s": round(delivered / seconds),
         "sendack_p50_ms": round(sendack.percentile(50) * 1000, 2), "sendack_p99_ms": round(sendack.percentile(99) * 1000, 2),
         "e2e_p50_ms": round(e2e.percentile(50) * 1000, 2), "e2e_p99_ms": round(e2e.percentile(99) * 1000, 2),
-        "errors": errors, "failed": sum(r["failed"] for r in results), "nodes": node_usage,
+        "errors": errors, "failed": m["failed"], "nodes": node_usage,
         "params": {k: v for k, v in vars(args).items() if k not in ("api", "token", "json")},
     }
 

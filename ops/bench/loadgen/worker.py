@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirna
 
 from gateway import wkproto as wk  # noqa: E402
 from gateway.session_crypto import SessionCipher, client_key_pair, derive_aes_key  # noqa: E402
+from ops.bench.loadgen.harness import measure, open_all, ready_then_wait, send_loop  # noqa: E402
 from ops.bench.loadgen.stats import Histogram  # noqa: E402
 
 
@@ -143,22 +144,13 @@ class Conn:
 
 def run(cfg: dict) -> dict:
     stats = Stats()
-    conns: dict[str, Conn] = {}
-    pool = gevent.pool.Pool(200)
-    failed = []
 
-    def open_one(c: dict) -> None:
+    def make(c: dict) -> Conn:
         conn = Conn(c["host"], c["port"], c["uid"], c.get("token", "t"), stats, cfg.get("encrypt", True))
-        try:
-            conn.connect()
-            conns[c["uid"]] = conn
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
-            failed.append(f"{c['uid']}: {exc}")
-    for c in cfg["connections"]:
-        pool.spawn(open_one, c)
-    pool.join()
-    print(json.dumps({"event": "ready", "connected": len(conns), "failed": failed[:5]}), flush=True)
-    sys.stdin.readline()  # "go"
+        conn.connect()
+        return conn
+    conns, failed = open_all(cfg["connections"], make)
+    ready_then_wait(conns, failed)
     body = json.dumps({"type": 1, "content": "x" * cfg.get("payload_bytes", 32)}).encode()
     duration, warmup = cfg["duration"], cfg.get("warmup", 2.0)
     window = cfg.get("window", 0)  # 0: open loop at the given rate; > 0: closed loop with this many in flight
@@ -169,35 +161,13 @@ def run(cfg: dict) -> dict:
         if conn is None:
             return
         targets = a["to"]
-        rate = a.get("rate", 0.0)
-        interval = 1.0 / rate if rate > 0 else 0.0
-        nxt = time.time()
-        i = 0
-        while time.time() < stop_at and not conn.closed:
+
+        def send(i: int) -> None:
             channel, ctype = targets[i % len(targets)]
-            i += 1
-            if window:
-                while conn.inflight >= window and not conn.closed:
-                    conn.slot_free.clear()
-                    conn.slot_free.wait(1.0)
-                conn.send(channel, ctype, body)
-                if i % 50 == 0:
-                    gevent.sleep(0)
-            else:
-                conn.send(channel, ctype, body)
-                nxt += interval
-                delay = nxt - time.time()
-                if delay > 0:
-                    gevent.sleep(delay)
-                elif delay < -1.0:
-                    nxt = time.time()  # fell behind by a second: do not burst to catch up
+            conn.send(channel, ctype, body)
+        send_loop(conn, send, stop_at, window=window, rate=a.get("rate", 0.0))
     senders = [gevent.spawn(sender, a) for a in cfg["senders"]]
-    gevent.sleep(warmup)
-    stats.measuring = True
-    t0 = time.time()
-    gevent.joinall(senders, timeout=duration + 5)
-    measured = time.time() - t0
-    stats.measuring = False
+    measured = measure(stats, senders, warmup, stop_at)
     gevent.sleep(cfg.get("drain", 2.0))  # let the last SENDACKs and RECVs arrive (not counted)
     for conn in conns.values():
         try:
