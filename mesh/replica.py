@@ -45,7 +45,7 @@ log = logging.getLogger("mesh.replica")
 
 NONE, FOLLOWER, LEADER = "none", "follower", "leader"
 BATCH = 1000  # entries per append request
-TAIL = 5000  # recent entries kept in memory per slot (followers further behind read the store)
+TAIL = 2000  # recent entries kept in memory per slot (followers further behind read the store)
 HEARTBEAT = 0.3
 SNAPSHOT_EVERY = 20000  # applied entries between snapshots
 IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync

@@ -15,7 +15,6 @@ channel ``(uid, 1)`` carries that user's flags and lists.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from mesh.store import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
@@ -74,13 +73,84 @@ class Conv:
         return [self.read_seq, self.deleted_seq, self.created_at, self.updated_at]
 
 
+def _dedupe_key(cid: str, ctype: int, from_uid: str, cmn: str) -> str:
+    # length-prefixed, so no two (channel, type, sender, client_msg_no) share a key
+    return f"{ctype}:{len(cid)}:{cid}{len(from_uid)}:{from_uid}{cmn}"
+
+
+def _pack(mid: int, seq: int, ts: int) -> int:
+    return (mid << 112) | (seq << 48) | ts  # seq < 2**64, ts (seconds) < 2**48
+
+
+def _unpack(v: int) -> tuple[int, int, int]:
+    return v >> 112, (v >> 48) & 0xFFFFFFFFFFFFFFFF, v & 0xFFFFFFFFFFFF
+
+
+class Dedupe:
+    """Which (channel, sender, client_msg_no) a slot has already stored, and as what.
+
+    Two generations of plain ``str -> int`` dicts: a full generation (``DEDUPE_LIMIT / 2``
+    entries, or older than ``DEDUPE_SECONDS / 2``) becomes the old one and the old one is
+    dropped whole. So a retry is recognised among at least the last ``DEDUPE_LIMIT / 2``
+    messages of the slot within ``DEDUPE_SECONDS / 2``, and at most twice that. Keys are
+    strings and values one packed int (message id, seq, timestamp), so the dicts hold no
+    object the cycle collector tracks and cost nothing at a full collection however big
+    they grow (an ``OrderedDict`` of tuples cost ~30 ms per collection at 1.3 M entries).
+    Rotation depends only on the applied entries, so every replica holds the same set.
+    """
+
+    __slots__ = ("cur", "old", "cur_first_ts")
+
+    def __init__(self) -> None:
+        self.cur: dict[str, int] = {}
+        self.old: dict[str, int] = {}
+        self.cur_first_ts = 0
+
+    def __len__(self) -> int:
+        return len(self.cur) + len(self.old)
+
+    def get(self, cid: str, ctype: int, from_uid: str, cmn: str) -> tuple[int, int, int] | None:
+        k = _dedupe_key(cid, ctype, from_uid, cmn)
+        v = self.cur.get(k)
+        if v is None:
+            v = self.old.get(k)
+            if v is None:
+                return None
+        return _unpack(v)
+
+    def add(self, cid: str, ctype: int, from_uid: str, cmn: str, mid: int, seq: int, ts: int) -> None:
+        cur = self.cur
+        if not cur:
+            self.cur_first_ts = ts
+        cur[_dedupe_key(cid, ctype, from_uid, cmn)] = _pack(mid, seq, ts)
+        if len(cur) >= DEDUPE_LIMIT // 2 or ts - self.cur_first_ts >= DEDUPE_SECONDS // 2:
+            self.old, self.cur = cur, {}
+
+    def to_snap(self) -> dict:
+        # msgpack takes ints up to 64 bits: the packed values travel as their parts
+        return {"old": [[k, *_unpack(v)] for k, v in self.old.items()],
+                "cur": [[k, *_unpack(v)] for k, v in self.cur.items()], "cur_first_ts": self.cur_first_ts}
+
+    @classmethod
+    def from_snap(cls, snap: dict | list) -> Dedupe:
+        d = cls()
+        if isinstance(snap, list):  # snapshots written before the two generations
+            for cid, ctype, frm, cmn, mid, seq, ts in snap:
+                d.add(cid, int(ctype), frm, cmn, mid, seq, ts)
+            return d
+        d.old = {str(k): _pack(mid, seq, ts) for k, mid, seq, ts in snap.get("old", [])}
+        d.cur = {str(k): _pack(mid, seq, ts) for k, mid, seq, ts in snap.get("cur", [])}
+        d.cur_first_ts = int(snap.get("cur_first_ts", 0))
+        return d
+
+
 class SlotState:
     def __init__(self, slot_id: int) -> None:
         self.slot_id = slot_id
         self.devices: dict[str, dict[int, list]] = {}  # uid -> flag -> [token, level]
         self.channels: dict[tuple[str, int], Channel] = {}
         self.convs: dict[str, dict[tuple[str, int], Conv]] = {}  # uid -> (channel id, type) -> Conv
-        self.dedupe: OrderedDict[tuple, tuple[int, int, int]] = OrderedDict()  # -> (message id, seq, ts)
+        self.dedupe = Dedupe()
         self.applied = 0  # index of the last applied entry
 
     # ------------------------------------------------------------------ reads
@@ -96,7 +166,7 @@ class SlotState:
         return c.last_seq if c else 0
 
     def seen(self, cid: str, ctype: int, from_uid: str, cmn: str) -> tuple[int, int, int] | None:
-        return self.dedupe.get((cid, ctype, from_uid, cmn))
+        return self.dedupe.get(cid, ctype, from_uid, cmn)
 
     # ------------------------------------------------------------------ applying entries
     def apply_msg(self, idx: int, d: list) -> None:
@@ -109,12 +179,7 @@ class SlotState:
             c.last_seq = seq
             c.last_ts = d[M_TS]
         c.senders[d[M_FROM]] = seq
-        dk = (d[M_CHANNEL], d[M_CTYPE], d[M_FROM], d[M_CMN])
-        dd = self.dedupe
-        dd[dk] = (d[M_MID], seq, d[M_TS])
-        oldest = d[M_TS] - DEDUPE_SECONDS
-        while len(dd) > DEDUPE_LIMIT or next(iter(dd.values()))[2] < oldest:
-            dd.popitem(last=False)
+        self.dedupe.add(d[M_CHANNEL], d[M_CTYPE], d[M_FROM], d[M_CMN], d[M_MID], seq, d[M_TS])
         self.applied = idx
 
     def apply_op(self, idx: int, op: str, args: dict) -> Any:
@@ -240,7 +305,7 @@ class SlotState:
             "devices": self.devices,
             "channels": [[k[0], k[1], c.to_snap()] for k, c in self.channels.items()],
             "convs": {uid: [[k[0], k[1], cv.to_snap()] for k, cv in d.items()] for uid, d in self.convs.items()},
-            "dedupe": [[k[0], k[1], k[2], k[3], v[0], v[1], v[2]] for k, v in self.dedupe.items()],
+            "dedupe": self.dedupe.to_snap(),
             "applied": self.applied,
         }
 
@@ -252,8 +317,7 @@ class SlotState:
             s.channels[(cid, int(ctype))] = Channel.from_snap(c)
         for uid, items in snap.get("convs", {}).items():
             s.convs[uid] = {(cid, int(ctype)): Conv(*v) for cid, ctype, v in items}
-        for cid, ctype, frm, cmn, mid, seq, ts in snap.get("dedupe", []):
-            s.dedupe[(cid, int(ctype), frm, cmn)] = (mid, seq, ts)
+        s.dedupe = Dedupe.from_snap(snap.get("dedupe", []))
         s.applied = int(snap.get("applied", 0))
         return s
 

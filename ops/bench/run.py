@@ -172,7 +172,7 @@ def main() -> int:
         *[f"| {r['transport'].upper()} | {r['connections']:,} | {r['kb_per_connection']} | "
           f"{r['rss_before_mb']} / {r['rss_after_mb']} |" for r in idle_res],
         "",
-        "Commands (each against a fresh cluster; `<node>` is node 1's API URL):",
+        "Commands, in this order against one 3-node cluster, then against one fresh single node (`<node>` is node 1's API URL):",
         "",
         "```",
         *[r["command"] for r in three + one],
