@@ -14,10 +14,18 @@ from datetime import UTC, datetime
 
 import falcon
 
+from api import node_stats
 from api.validate import body_of
 from mesh.transport import MeshError
 
 DEVICE_NAMES = {0: "App", 1: "Web", 2: "PC"}
+
+
+def _uid_list(req) -> list[str]:
+    uids = body_of(req, list)
+    if not all(isinstance(u, str) for u in uids):
+        raise falcon.HTTPBadRequest(title="body must be an array of uid strings")
+    return uids
 
 
 class OnlineStatus:
@@ -25,9 +33,7 @@ class OnlineStatus:
         self.node = node
 
     def on_post(self, req, resp):
-        uids = body_of(req, list)
-        if not all(isinstance(u, str) for u in uids):
-            raise falcon.HTTPBadRequest(title="body must be an array of uid strings")
+        uids = _uid_list(req)
         if not uids:
             resp.media = {"status": 200}
             return
@@ -62,21 +68,8 @@ class RouteBatch:
         self.node = node
 
     def on_post(self, req, resp):
-        uids = body_of(req, list)
-        if not all(isinstance(u, str) for u in uids):
-            raise falcon.HTTPBadRequest(title="body must be an array of uid strings")
+        uids = _uid_list(req)
         resp.media = [{**_addrs(self.node.cfg, req.get_param_as_int("intranet", default=0) == 1), "uids": uids}]
-
-
-def _rss() -> int:
-    try:
-        with open(f"/proc/{os.getpid()}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _uptime(seconds: float) -> str:
@@ -100,7 +93,7 @@ class Varz:
             "server_id": str(n.node_id), "server_name": "Skein", "version": n.version,
             "connections": len(sessions), "user_handler_count": len(gw.by_uid),
             "user_handler_conn_count": sum(1 for s in sessions if s.uid), "uptime": _uptime(time.time() - n.started_at),
-            "goroutine": 0, "mem": _rss(), "cpu": round(usage.user + usage.system, 2),
+            "goroutine": 0, "mem": node_stats.rss_bytes(), "cpu": round(usage.user + usage.system, 2),
             "in_msgs": sum(s.in_msgs for s in sessions), "out_msgs": sum(s.out_msgs for s in sessions),
             "in_bytes": sum(s.in_bytes for s in sessions), "out_bytes": sum(s.out_bytes for s in sessions),
             "slow_clients": 0, "retry_queue": sum(len(s.retry or ()) for s in sessions),

@@ -14,17 +14,16 @@ Anyone who reaches this port can log in as any uid: it is a demo, so turn it off
 """
 from __future__ import annotations
 
-import os
 import secrets
 
 import falcon
 
 from api import errors
+from api.static_page import add_page
 from api.validate import body_of, int_field, str_field, str_list
 from mesh.channel_rules import GROUP, PERSON, fake_channel_id, is_special
 from mesh.messages import message_resp
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "demo")
 WEB_DEVICE = 1
 SLAVE_LEVEL = 0
 
@@ -34,14 +33,6 @@ def _id(body: dict, name: str) -> str:
     if not value or is_special(value) or any(c.isspace() for c in value):
         raise falcon.HTTPBadRequest(title=f"{name} must be non-empty, without spaces, '@', '#' or '&'")
     return value
-
-
-class _Index:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_HTML
-        resp.cache_control = ["no-cache"]
-        with open(os.path.join(STATIC, "index.html"), "rb") as fh:
-            resp.data = fh.read()
 
 
 class DemoLogin:
@@ -93,8 +84,7 @@ def create_demo_app(node) -> falcon.App:
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    app.add_route("/", _Index())
-    app.add_static_route("/static", STATIC)
+    add_page(app, "demo")
     app.add_route("/demo/login", DemoLogin(node))
     app.add_route("/demo/group", DemoGroup(node))
     app.add_route("/demo/history", DemoHistory(node))

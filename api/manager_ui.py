@@ -15,7 +15,6 @@ which ``create_manager_app`` serves on this port as well.
 """
 from __future__ import annotations
 
-import os
 import time
 from types import SimpleNamespace
 
@@ -23,18 +22,10 @@ import falcon
 import gevent
 
 from api import cluster_admin, node_stats
+from api.static_page import add_page
 from mesh.channel_rules import KNOWN_TYPES, PERSON, fake_channel_id, is_special
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "manager")
 STATS_TIMEOUT = 2.0
-
-
-class ManagerIndex:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_HTML
-        resp.cache_control = ["no-cache"]
-        with open(os.path.join(STATIC, "index.html"), "rb") as fh:
-            resp.data = fh.read()
 
 
 def _cluster_nodes(node) -> dict:
@@ -131,7 +122,6 @@ class ChannelLookup:
 
 def register(app: falcon.App, node) -> None:
     tracker = node_stats.install(node)
-    app.add_route("/", ManagerIndex())
-    app.add_static_route("/static", STATIC)
+    add_page(app, "manager")
     app.add_route("/manager/overview", Overview(node, tracker))
     app.add_route("/manager/channel", ChannelLookup(node))

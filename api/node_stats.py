@@ -75,7 +75,8 @@ class RateTracker:
             self.sample()
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """This process's resident memory in bytes (0 where /proc is missing)."""
     try:
         with open(f"/proc/{os.getpid()}/status") as fh:
             for line in fh:
@@ -97,7 +98,7 @@ def local_stats(node, tracker: RateTracker) -> dict:
         "connections": len(sessions), "users": len(gw.by_uid),
         "messages_in_total": int(totals["in"]), "messages_out_total": int(totals["out"]),
         "in_rate": rates["in"], "out_rate": rates["out"],
-        "uptime_s": int(time.time() - node.started_at), "mem_bytes": _rss_bytes(),
+        "uptime_s": int(time.time() - node.started_at), "mem_bytes": rss_bytes(),
     }
 
 

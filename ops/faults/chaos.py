@@ -26,8 +26,7 @@ import gevent  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.support.servers import Cluster  # noqa: E402
-from tests.support.workload import Workload  # noqa: E402
+from tests.support.workload import cluster_under_load  # noqa: E402
 
 
 def main() -> int:
@@ -38,14 +37,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=int(time.time()))
     args = ap.parse_args()
     random.seed(args.seed)
-    cluster = Cluster(args.nodes, extra={"cluster.leaseTTL": 2, "cluster.heartbeatInterval": "500ms"})
-    wl = None
     kills = 0
-    try:
-        cluster.start()
-        wl = Workload(cluster, pairs=6, groups=3, group_size=4, rate=args.rate)
-        wl.setup()
-        wl.start()
+    with cluster_under_load(args.nodes, {"cluster.leaseTTL": 2, "cluster.heartbeatInterval": "500ms"},
+                            pairs=6, groups=3, group_size=4, rate=args.rate) as (cluster, wl):
         t0 = time.time()
         print(f"chaos: {args.nodes} nodes, {args.rate} msg/s, {args.duration:.0f} s, seed {args.seed}", flush=True)
         while time.time() - t0 < args.duration:
@@ -72,10 +66,6 @@ def main() -> int:
             print("divergent replica sample:", sample, flush=True)
         ok = rep["lost"] == 0 and rep["duplicated"] == 0 and rep["gaps"] == 0 and rep["divergent"] == 0
         return 0 if ok else 1
-    finally:
-        if wl is not None:
-            wl.close()
-        cluster.close()
 
 
 if __name__ == "__main__":

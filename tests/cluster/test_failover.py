@@ -14,8 +14,8 @@ import gevent
 import pytest
 
 from mesh.channel_rules import fake_channel_id
-from tests.support.servers import Cluster, http, wait_until
-from tests.support.workload import Workload
+from tests.support.servers import http, wait_until
+from tests.support.workload import Workload, cluster_under_load
 
 pytestmark = pytest.mark.cluster
 
@@ -49,13 +49,7 @@ def assert_clean(rep: dict) -> None:
 
 
 def test_kill9_leaders_under_load_nothing_acknowledged_is_lost():
-    c = Cluster(3, extra=FAST)
-    wl = None
-    try:
-        c.start()
-        wl = Workload(c, pairs=4, groups=2, group_size=4, rate=40)
-        wl.setup()
-        wl.start()
+    with cluster_under_load(3, FAST, pairs=4, groups=2, group_size=4, rate=40) as (c, wl):
         gevent.sleep(4)
         victim = busiest_leader(c, wl)
         t_kill = time.time()
@@ -73,20 +67,10 @@ def test_kill9_leaders_under_load_nothing_acknowledged_is_lost():
         report("kill -9 of the busiest leader, restart, kill -9 of another node", rep, wl)
         assert_clean(rep)
         assert rep["longest_refusal_s"] < 8.0, rep
-    finally:
-        if wl is not None:
-            wl.close()
-        c.close()
 
 
 def test_fourth_node_joins_and_a_node_drains_under_load():
-    c = Cluster(3, extra=FAST)
-    wl = None
-    try:
-        c.start()
-        wl = Workload(c, pairs=3, groups=2, group_size=3, rate=30)
-        wl.setup()
-        wl.start()
+    with cluster_under_load(3, FAST, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
         gevent.sleep(3)
         c.add_node(4)
         n1 = c.nodes[1]
@@ -124,7 +108,3 @@ def test_fourth_node_joins_and_a_node_drains_under_load():
         led = Counter(s["leader"] for s in slots)
         assert set(led) == {1, 3, 4} and max(led.values()) - min(led.values()) <= 1
         assert all(sorted(s["replicas"]) == [1, 3, 4] for s in slots)
-    finally:
-        if wl is not None:
-            wl.close()
-        c.close()

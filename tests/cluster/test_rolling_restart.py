@@ -7,20 +7,14 @@ import gevent
 import pytest
 
 from ops.rolling_restart import rolling_restart
-from tests.support.servers import Cluster
-from tests.support.workload import Workload
+from tests.support.workload import cluster_under_load
 
 pytestmark = pytest.mark.cluster
 
 
 def test_rolling_restart_under_load_loses_nothing():
-    c = Cluster(3, extra={"cluster.leaseTTL": 2, "cluster.heartbeatInterval": "500ms"})
-    wl = None
-    try:
-        c.start()
-        wl = Workload(c, pairs=3, groups=2, group_size=3, rate=30)
-        wl.setup()
-        wl.start()
+    with cluster_under_load(3, {"cluster.leaseTTL": 2, "cluster.heartbeatInterval": "500ms"},
+                            pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
         gevent.sleep(2)
         lines = []
         done = rolling_restart(c.nodes[1].api, lambda nid: c.nodes[nid].stop(timeout=30),
@@ -36,7 +30,3 @@ def test_rolling_restart_under_load_loses_nothing():
         assert rep["divergent"] == 0 and rep["undelivered"] == 0, rep
         assert rep["errors"] == 0, rep  # clients saw reconnects only
         assert rep["reconnects"] > 0
-    finally:
-        if wl is not None:
-            wl.close()
-        c.close()

@@ -116,7 +116,21 @@ def node_ports(nodes: Mapping[int, NodeProcess]) -> dict[int, dict[str, int]]:
     return {i: dict(n.ports) for i, n in nodes.items()}
 
 
-class Balancer:
+class _Server:
+    """A server process started by a test helper: its output, and stopping it."""
+
+    proc: Proc | None = None
+
+    def output(self) -> str:
+        return self.proc.output() if self.proc else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate(10)
+            self.proc = None
+
+
+class Balancer(_Server):
     """The real nginx or haproxy running the committed config in front of ``nodes``."""
 
     def __init__(self, kind: str, nodes: Mapping[int, NodeProcess], base: str) -> None:
@@ -184,16 +198,8 @@ class Balancer:
         with open(path, errors="replace") as fh:
             return fh.read()
 
-    def output(self) -> str:
-        return self.proc.output() if self.proc else ""
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate(10)
-            self.proc = None
-
-
-class Prometheus:
+class Prometheus(_Server):
     """The real Prometheus running a rendered copy of ``ops/prometheus.yml``."""
 
     def __init__(self, managers: Mapping[int, int], base: str, interval: str = "1s") -> None:
@@ -225,11 +231,3 @@ class Prometheus:
             raise AssertionError(f"prometheus exited:\n{self.proc.output()[-3000:]}")
         with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
             return r.status == 200
-
-    def output(self) -> str:
-        return self.proc.output() if self.proc else ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate(10)
-            self.proc = None

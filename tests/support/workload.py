@@ -30,6 +30,8 @@ import random
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gevent
@@ -38,7 +40,7 @@ import gevent.lock
 from gateway import wkproto as wk
 from gateway.client import ClientError, WKClient
 from mesh.channel_rules import fake_channel_id
-from tests.support.servers import http, wait_until
+from tests.support.servers import Cluster, http, wait_until
 
 log = logging.getLogger("workload")
 
@@ -356,3 +358,20 @@ class Workload:
                 "reconnects": sum(m.reconnects for m in self.members.values()),
                 "longest_refusal_s": round(self.longest_refusal, 2),
                 "longest_refusal_channel": self.longest_refusal_channel}
+
+
+@contextmanager
+def cluster_under_load(nodes: int, extra: dict, **load) -> Iterator[tuple[Cluster, Workload]]:
+    """A started cluster with a ``Workload(**load)`` sending on it; both torn down on exit."""
+    cluster = Cluster(nodes, extra=extra)
+    wl = None
+    try:
+        cluster.start()
+        wl = Workload(cluster, **load)
+        wl.setup()
+        wl.start()
+        yield cluster, wl
+    finally:
+        if wl is not None:
+            wl.close()
+        cluster.close()
