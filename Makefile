@@ -86,7 +86,7 @@ profile: install
 	$(PY) ops/bench/profile.py -- $${LOAD:---scenario pairs --rate 1000}
 
 docs: install
-	$(PY) -m mesh.config --markdown > docs/config.md
+	$(PY) -m mesh.base.config --markdown > docs/config.md
 	$(PY) -m api.openapi > docs/openapi.json
 
 clean:

@@ -14,7 +14,7 @@ import zlib
 import falcon
 
 from api.validate import body_of, int_field, str_field, str_list
-from mesh.channel_rules import GROUP, KNOWN_TYPES, PERSON, is_special
+from mesh.im.channel_rules import GROUP, KNOWN_TYPES, PERSON, is_special
 
 INFO_KEYS = ("large", "ban", "disband", "send_ban", "allow_stranger")
 

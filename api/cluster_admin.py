@@ -15,7 +15,7 @@ import falcon
 import gevent
 import gevent.pool
 
-from mesh.transport import MeshError
+from mesh.net.transport import MeshError
 
 
 def iso(ts: float | None) -> str | None:
@@ -339,7 +339,7 @@ class ClusterBackup:
 
     def on_post(self, req, resp):
         from api.validate import body_of, str_field
-        from mesh.backup import export
+        from mesh.storage.backup import export
 
         body = body_of(req)
         path = str_field(body, "dir", required=True, max_len=1024)

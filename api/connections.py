@@ -16,7 +16,7 @@ import falcon
 
 from api import node_stats
 from api.validate import body_of
-from mesh.transport import MeshError
+from mesh.net.transport import MeshError
 
 DEVICE_NAMES = {0: "App", 1: "Web", 2: "PC"}
 

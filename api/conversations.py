@@ -14,8 +14,8 @@ import falcon
 
 from api.channels import channel_of
 from api.validate import body_of, check_uid, int_field, str_field
-from mesh.channel_rules import PERSON, fake_channel_id
-from mesh.conversations import parse_last_msg_seqs
+from mesh.im.channel_rules import PERSON, fake_channel_id
+from mesh.im.conversations import parse_last_msg_seqs
 
 
 def _target(body: dict) -> tuple[str, str, int]:

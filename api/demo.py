@@ -21,8 +21,8 @@ import falcon
 from api import errors
 from api.static_page import add_page
 from api.validate import body_of, int_field, str_field, str_list
-from mesh.channel_rules import GROUP, PERSON, fake_channel_id, is_special
-from mesh.messages import message_resp
+from mesh.im.channel_rules import GROUP, PERSON, fake_channel_id, is_special
+from mesh.im.messages import message_resp
 
 WEB_DEVICE = 1
 SLAVE_LEVEL = 0

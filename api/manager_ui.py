@@ -23,7 +23,7 @@ import gevent
 
 from api import cluster_admin, node_stats
 from api.static_page import add_page
-from mesh.channel_rules import KNOWN_TYPES, PERSON, fake_channel_id, is_special
+from mesh.im.channel_rules import KNOWN_TYPES, PERSON, fake_channel_id, is_special
 
 STATS_TIMEOUT = 2.0
 

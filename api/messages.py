@@ -25,8 +25,8 @@ from api.channels import channel_of, uids_of
 from api.validate import body_of, int_field, str_field
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
-from mesh.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
-from mesh.messages import message_resp
+from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
+from mesh.im.messages import message_resp
 
 SYNC_LIMIT_MAX = 10000
 SYNC_LIMIT_DEFAULT = 100

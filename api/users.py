@@ -11,7 +11,7 @@ from __future__ import annotations
 import falcon
 
 from api.validate import body_of, check_uid, int_field, str_field
-from mesh.users import ALL_DEVICE_FLAGS
+from mesh.im.users import ALL_DEVICE_FLAGS
 
 SYSTEM_UID = "____system"
 KICK_TEXT_TOKEN = "账号在其他设备上登录"

@@ -23,8 +23,8 @@ from coordinator.cluster_view import ClusterView
 from coordinator.etcd_client import Etcd
 from coordinator.membership import Membership
 from coordinator.slot_table import SlotTable, check_invariants, plan
-from mesh import metrics
-from mesh.wake_loop import WakeLoop
+from mesh.base import metrics
+from mesh.base.wake_loop import WakeLoop
 
 log = logging.getLogger("coordinator.controller")
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import gevent
 
 from coordinator.etcd_client import Etcd, EtcdUnavailable
-from mesh import metrics
+from mesh.base import metrics
 
 log = logging.getLogger("coordinator.membership")
 

@@ -12,7 +12,7 @@ import logging
 import gevent
 import redis
 
-from mesh import metrics
+from mesh.base import metrics
 
 log = logging.getLogger("coordinator.redis")
 

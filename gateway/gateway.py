@@ -21,7 +21,7 @@ import gevent
 from gateway import wkproto as wk
 from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
 from gateway.session import AUTHED, CLOSED, NEW, Session
-from mesh import metrics
+from mesh.base import metrics
 
 log = logging.getLogger("gateway")
 

@@ -14,7 +14,7 @@ import socket as pysocket
 from gevent.server import StreamServer
 
 from gateway.session import CLOSED
-from mesh.config import split_hostport
+from mesh.base.config import split_hostport
 
 log = logging.getLogger("gateway.listeners")
 

@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML config file (every key also via WK_* env vars)")
     args = parser.parse_args(argv)
 
-    from mesh import config as config_mod
-    from mesh import logs
+    from mesh.base import config as config_mod
+    from mesh.base import logs
 
     try:
         cfg = config_mod.load(args.config)

@@ -30,11 +30,12 @@ from coordinator.etcd_client import Etcd, EtcdUnavailable
 from coordinator.membership import Membership
 from coordinator.presence import Presence
 from coordinator.redis_client import RedisConn
-from mesh import curve, loop_lag, metrics
-from mesh.config import Config, split_hostport
-from mesh.slot_router import SlotRouter, SlotUnavailable
-from mesh.slot_service import SlotService
-from mesh.transport import Mesh, MeshError, PeerAddr, Refused
+from mesh.base import loop_lag, metrics
+from mesh.base.config import Config, split_hostport
+from mesh.net import curve
+from mesh.net.transport import Mesh, MeshError, PeerAddr, Refused
+from mesh.slots.router import SlotRouter, SlotUnavailable
+from mesh.slots.service import SlotService
 
 log = logging.getLogger("mesh.node")
 
@@ -83,10 +84,10 @@ class Node:
         from api import messages as messages_api
         from api import users as users_api
         from gateway.gateway import Gateway
-        from mesh import channels, conversations, history, person_perms, users
-        from mesh.messages import Messages
-        from mesh.replication import Replication
-        from mesh.webhooks import Webhooks
+        from mesh.im import channels, conversations, history, person_perms, users
+        from mesh.im.messages import Messages
+        from mesh.im.webhooks import Webhooks
+        from mesh.replication.manager import Replication
 
         svc = self.slot_service
         self.replication = Replication(self)
@@ -141,7 +142,7 @@ class Node:
         """Run a slot call for an HTTP handler; a slot without a leader becomes 503 retry required."""
         import falcon
 
-        from mesh.slot_router import SlotCallError
+        from mesh.slots.router import SlotCallError
 
         try:
             return fn(*args)

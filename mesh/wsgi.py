@@ -14,7 +14,7 @@ import sys
 
 import gevent
 
-from mesh.config import Config, split_hostport
+from mesh.base.config import Config, split_hostport
 
 log = logging.getLogger("mesh.wsgi")
 
@@ -36,7 +36,7 @@ def start_node_in_worker(worker, cfg: Config) -> None:
     from coordinator.etcd_client import EtcdUnavailable
     from coordinator.membership import DuplicateNodeError
     from gateway.listeners import create_ws_app
-    from mesh import logs
+    from mesh.base import logs
     from mesh.node import Node
 
     logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])

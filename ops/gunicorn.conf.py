@@ -12,8 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mesh import config as _config  # noqa: E402
-from mesh.config import split_hostport  # noqa: E402
+from mesh.base import config as _config  # noqa: E402
+from mesh.base.config import split_hostport  # noqa: E402
 
 try:
     _cfg = _config.load(os.environ.get("WK_CONFIG") or None)

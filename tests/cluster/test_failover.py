@@ -13,7 +13,7 @@ from collections import Counter
 import gevent
 import pytest
 
-from mesh.channel_rules import fake_channel_id
+from mesh.im.channel_rules import fake_channel_id
 from tests.support.servers import http, wait_until
 from tests.support.workload import Workload, cluster_under_load
 

@@ -19,7 +19,7 @@ import gevent
 import pytest
 
 from coordinator.slot_table import slot_of
-from mesh.channel_rules import fake_channel_id
+from mesh.im.channel_rules import fake_channel_id
 from tests.support import netns
 from tests.support.clients import LineClient
 from tests.support.servers import ROOT, EtcdServer, NodeProcess, RedisServer, http, wait_until

@@ -5,7 +5,7 @@ Debian's ``prometheus`` runs a rendered copy of the committed ``ops/prometheus.y
 interval 1 s, ``tests/support/balancers.py``); its HTTP API must report the three
 targets up (``/api/v1/targets`` and the query ``up``). Every expression of the Grafana
 dashboard is then evaluated by that Prometheus (so each is valid PromQL over the real
-series), and every metric it names must be one ``mesh/metrics.py`` defines.
+series), and every metric it names must be one ``mesh/base/metrics.py`` defines.
 """
 from __future__ import annotations
 
@@ -95,10 +95,10 @@ def test_prometheus_scrapes_every_node(tmp_path) -> None:
 
 
 def test_dashboard_uses_only_defined_metrics() -> None:
-    """Every skein_* series the dashboard queries exists in mesh/metrics.py (and the required panels are there)."""
+    """Every skein_* series the dashboard queries exists in mesh/base/metrics.py (and the required panels are there)."""
     from prometheus_client import REGISTRY
 
-    import mesh.metrics  # noqa: F401 - registers the metrics
+    import mesh.base.metrics  # noqa: F401 - registers the metrics
 
     names: set[str] = set()
     for family in REGISTRY.collect():
@@ -112,7 +112,7 @@ def test_dashboard_uses_only_defined_metrics() -> None:
     exprs = dashboard_exprs()
     used = {m for _, e in exprs for m in re.findall(r"\bskein_[a-z_]+", e)}
     assert used, "the dashboard queries no skein metric"
-    assert not used - names, f"not defined in mesh/metrics.py: {sorted(used - names)}"
+    assert not used - names, f"not defined in mesh/base/metrics.py: {sorted(used - names)}"
     text = " ".join(e for _, e in exprs)
     for needed in ("skein_gateway_connections", "skein_gateway_frames_in_total", "skein_gateway_frames_out_total",
                    "skein_gateway_bytes_in_total", "skein_gateway_bytes_out_total", "skein_messages_in_total",

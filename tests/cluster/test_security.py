@@ -8,7 +8,7 @@ import msgpack
 import pytest
 import zmq
 
-from mesh.curve import generate
+from mesh.net.curve import generate
 from tests.support.servers import Cluster, NodeProcess, http, wait_until
 
 pytestmark = pytest.mark.cluster

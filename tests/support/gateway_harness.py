@@ -8,7 +8,7 @@ from __future__ import annotations
 from gateway import wkproto as wk
 from gateway.gateway import Gateway
 from gateway.ports import AuthResult, SendResult
-from mesh import config
+from mesh.base import config
 
 
 class FakeTransport:

@@ -39,7 +39,7 @@ import gevent.lock
 
 from gateway import wkproto as wk
 from gateway.client import ClientError, WKClient
-from mesh.channel_rules import fake_channel_id
+from mesh.im.channel_rules import fake_channel_id
 from tests.support.servers import Cluster, http, wait_until
 
 log = logging.getLogger("workload")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from mesh.append_pipe import AppendPipes, serve_many
-from mesh.transport import PeerUnreachable, Refused, RemoteError
+from mesh.net.transport import PeerUnreachable, Refused, RemoteError
+from mesh.replication.append_pipe import AppendPipes, serve_many
 
 
 def follower(sender, req):

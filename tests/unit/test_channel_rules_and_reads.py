@@ -7,7 +7,7 @@ import msgpack
 import pytest
 
 from gateway import wkproto as wk
-from mesh.channel_rules import (
+from mesh.im.channel_rules import (
     AGENT,
     GROUP,
     INFO,
@@ -20,10 +20,10 @@ from mesh.channel_rules import (
     person_pair,
     person_peer,
 )
-from mesh.conversations import build_sync, parse_last_msg_seqs
-from mesh.history import sync_range
-from mesh.slot_state import SlotState
-from mesh.snowflake import EPOCH_MS, Snowflake
+from mesh.im.conversations import build_sync, parse_last_msg_seqs
+from mesh.im.history import sync_range
+from mesh.im.slot_state import SlotState
+from mesh.im.snowflake import EPOCH_MS, Snowflake
 
 
 def test_fake_channel_id_follows_crc32_order():

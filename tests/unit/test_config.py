@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from mesh import config
-from mesh.config import ConfigError, env_name, load, parse_duration
+from mesh.base import config
+from mesh.base.config import ConfigError, env_name, load, parse_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

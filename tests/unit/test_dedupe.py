@@ -5,8 +5,8 @@ import gc
 
 import msgpack
 
-from mesh import slot_state
-from mesh.slot_state import Dedupe
+from mesh.im import slot_state
+from mesh.im.slot_state import Dedupe
 
 
 def test_remembers_message_id_and_seq() -> None:

@@ -11,7 +11,7 @@ from gateway import wkproto as wk
 from gateway.ports import Delivery
 from gateway.session import AUTHED, CLOSED
 from gateway.session_crypto import SessionCipher, client_key_pair, derive_aes_key
-from mesh import metrics
+from mesh.base import metrics
 from tests.support.gateway_harness import FakeTransport, make_gateway
 
 

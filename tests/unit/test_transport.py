@@ -7,8 +7,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from mesh import metrics
-from mesh.transport import Mesh, PeerAddr, PeerUnreachable, Refused, RemoteError, RequestTimeout
+from mesh.base import metrics
+from mesh.net.transport import Mesh, PeerAddr, PeerUnreachable, Refused, RemoteError, RequestTimeout
 from tests.support.ports import free_port
 
 
@@ -94,7 +94,7 @@ def test_broadcast_in_order_and_gap_recovered(pair):
     assert wait_for(lambda: seen == [-1])
     # Simulate a lost broadcast: publish two without sending the first on the wire.
     a._pub_seq += 1
-    a._replay.append((a._pub_seq, __import__("mesh.transport").transport.pack([1, a.instance, a._pub_seq, "m", 0])))
+    a._replay.append((a._pub_seq, __import__("mesh.net.transport").net.transport.pack([1, a.instance, a._pub_seq, "m", 0])))
     before = metrics.mesh_pub_gaps.labels("1")._value.get()
     for i in range(1, 20):
         a.publish("m", i)
@@ -113,7 +113,7 @@ def test_tail_gap_found_by_heartbeat_and_lost_counted(pair):
     lost_before = metrics.mesh_pub_lost.labels("1")._value.get()
     a._pub_seq += 60  # 60 never sent, and more than the 50-entry replay buffer keeps
     for i in range(60):
-        a._replay.append((a._pub_seq - 59 + i, __import__("mesh.transport").transport.pack(
+        a._replay.append((a._pub_seq - 59 + i, __import__("mesh.net.transport").net.transport.pack(
             [1, a.instance, a._pub_seq - 59 + i, "m", 100 + i])))
     assert wait_for(lambda: len(seen) == 51, timeout=3)
     assert seen[1:] == list(range(110, 160))  # the last 50 came back, in order

@@ -8,7 +8,7 @@ leader moved are re-routed until their deadline, then answered with SystemError 
 
 Slot leader (``msg.send``): batches are taken one at a time, in arrival order, by a
 FIFO lock: the permissions are checked (WuKongIM's order and reason codes, see
-``mesh.channel_rules``), a retry of a known (channel, from_uid, client_msg_no) gets
+``mesh.im.channel_rules``), a retry of a known (channel, from_uid, client_msg_no) gets
 the original message id and seq, otherwise the next gap-free seq of the channel and a
 snowflake id are assigned and the entry is proposed to the slot's replicas. The reply
 goes back once a majority has the entry durably (SENDACK after quorum). NoPersist
@@ -30,8 +30,8 @@ import gevent.lock
 
 from gateway import wkproto as wk
 from gateway.ports import Delivery, SendRequest, SendResult
-from mesh import metrics
-from mesh.channel_rules import (
+from mesh.base import metrics
+from mesh.im.channel_rules import (
     PERSON,
     SYSTEM_DEVICE,
     SYSTEM_UID,
@@ -42,12 +42,12 @@ from mesh.channel_rules import (
     person_peer,
     storage_id,
 )
-from mesh.replica import NotLeader, SlotReplica
-from mesh.snowflake import Snowflake
-from mesh.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
-from mesh.transport import MeshError, RemoteError
+from mesh.im.snowflake import Snowflake
+from mesh.net.transport import MeshError, RemoteError
+from mesh.replication.replica import NotLeader, SlotReplica
+from mesh.storage.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
 
-log = logging.getLogger("mesh.messages")
+log = logging.getLogger("mesh.im.messages")
 
 R_NOT_LEADER = -1  # internal: the item must be re-routed
 REDELIVER_MAX = 5000  # a new leader re-delivers at most this many recent messages...

@@ -11,9 +11,9 @@ import logging
 
 from gateway import wkproto as wk
 from gateway.ports import DEVICE_LEVEL_MASTER, AuthResult
-from mesh.slot_router import SlotRouter, SlotUnavailable
+from mesh.slots.router import SlotRouter, SlotUnavailable
 
-log = logging.getLogger("mesh.users")
+log = logging.getLogger("mesh.im.users")
 
 ALL_DEVICE_FLAGS = (0, 1, 2)
 

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mesh.replica import NotLeader, SlotReplica
-from mesh.slot_state import SlotState
-from mesh.transport import Refused
+from mesh.im.slot_state import SlotState
+from mesh.net.transport import Refused
+from mesh.replication.replica import NotLeader, SlotReplica
 
-log = logging.getLogger("mesh.slot_service")
+log = logging.getLogger("mesh.slots.service")
 
 Handler = Callable[["SlotService", int, Any], Any]
 

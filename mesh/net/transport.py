@@ -33,9 +33,9 @@ import gevent.event
 import msgpack
 import zmq.green as zmq
 
-from mesh import metrics
+from mesh.base import metrics
 
-log = logging.getLogger("mesh.transport")
+log = logging.getLogger("mesh.net.transport")
 
 HEARTBEAT = "_hb"
 _STATUS_OK = 0
@@ -161,7 +161,7 @@ class Mesh:
     def bind(self) -> None:
         """Bind ROUTER and PUB (so peers can reach this node before it joins)."""
         if self.curve:
-            from mesh.curve import ZapHandler
+            from mesh.net.curve import ZapHandler
 
             self.zap = ZapHandler(self.ctx, self.curve["public"])
             self.zap.start()

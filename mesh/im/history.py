@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 
-from mesh.store import KIND_MSG, M_SEQ
+from mesh.storage.store import KIND_MSG, M_SEQ
 
-log = logging.getLogger("mesh.history")
+log = logging.getLogger("mesh.im.history")
 
 RECENT = 100  # messages per channel kept in memory on the leader
 RECENT_CHANNELS = 20000  # channels kept per node

@@ -22,7 +22,7 @@ class WakeLoop:
         self.fn = fn
         self.interval = interval
         self.settle = settle
-        self.log = logger or logging.getLogger("mesh.wake_loop")
+        self.log = logger or logging.getLogger("mesh.base.wake_loop")
         self._event = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
 

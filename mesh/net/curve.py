@@ -1,7 +1,7 @@
 """CURVE encryption and authentication of node-to-node traffic.
 
 All nodes of a cluster share one CURVE key pair (``cluster.curvePublicKey`` and
-``cluster.curveSecretKey``, Z85 text, from ``python -m mesh.curve``). Every ROUTER and
+``cluster.curveSecretKey``, Z85 text, from ``python -m mesh.net.curve``). Every ROUTER and
 PUB socket is a CURVE server with that secret key; every DEALER and SUB connects as a
 CURVE client with the same pair, so all traffic is encrypted. A ZAP handler accepts a
 client only if it presents the cluster's public key: a process without the cluster's
@@ -17,7 +17,7 @@ import gevent
 import zmq.green as zmq
 from zmq.utils import z85
 
-log = logging.getLogger("mesh.curve")
+log = logging.getLogger("mesh.net.curve")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 

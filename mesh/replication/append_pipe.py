@@ -18,7 +18,7 @@ from typing import Any
 import gevent
 import gevent.event
 
-from mesh.transport import MeshError, Refused, RemoteError, RequestTimeout
+from mesh.net.transport import MeshError, Refused, RemoteError, RequestTimeout
 
 MAX_BATCH = 256
 

@@ -24,12 +24,12 @@ import gevent.event
 import redis
 import requests
 
-from mesh import metrics
-from mesh.channel_rules import PERSON, SYSTEM_UID, person_peer
-from mesh.messages import message_resp
-from mesh.store import M_CHANNEL, M_CTYPE, M_FLAGS, M_FROM
+from mesh.base import metrics
+from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
+from mesh.im.messages import message_resp
+from mesh.storage.store import M_CHANNEL, M_CTYPE, M_FLAGS, M_FROM
 
-log = logging.getLogger("mesh.webhooks")
+log = logging.getLogger("mesh.im.webhooks")
 
 GROUP = "skein-webhooks"
 CLAIM_IDLE = 30.0

@@ -39,9 +39,9 @@ import gevent
 import gevent.event
 import msgpack
 
-from mesh import metrics
+from mesh.base import metrics
 
-log = logging.getLogger("mesh.store")
+log = logging.getLogger("mesh.storage.store")
 
 KIND_NOOP = 0
 KIND_MSG = 1

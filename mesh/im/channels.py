@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 
-from mesh.channel_rules import LIVE, PERSON, fake_channel_id
+from mesh.im.channel_rules import LIVE, PERSON, fake_channel_id
 
-log = logging.getLogger("mesh.channels")
+log = logging.getLogger("mesh.im.channels")
 
 
 def register(service) -> None:

@@ -20,7 +20,7 @@ import time
 
 import duckdb
 
-from mesh.store import COLUMNS
+from mesh.storage.store import COLUMNS
 
 MANIFEST = "manifest.json"
 

@@ -16,11 +16,11 @@ from collections import defaultdict
 
 import gevent
 
-from mesh.channel_rules import PERSON, SYSTEM_UID, person_peer
-from mesh.messages import message_resp
-from mesh.store import M_CMN, M_FROM, M_SEQ, M_TS
+from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
+from mesh.im.messages import message_resp
+from mesh.storage.store import M_CMN, M_FROM, M_SEQ, M_TS
 
-log = logging.getLogger("mesh.conversations")
+log = logging.getLogger("mesh.im.conversations")
 
 MAX_CONVERSATIONS = 1000
 

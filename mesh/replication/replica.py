@@ -34,14 +34,14 @@ import gevent.event
 import gevent.lock
 import msgpack
 
-from mesh.slot_state import SlotState
-from mesh.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
-from mesh.transport import MeshError, RemoteError
+from mesh.im.slot_state import SlotState
+from mesh.net.transport import MeshError, RemoteError
+from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
 
 if TYPE_CHECKING:
-    from mesh.replication import Replication
+    from mesh.replication.manager import Replication
 
-log = logging.getLogger("mesh.replica")
+log = logging.getLogger("mesh.replication.replica")
 
 NONE, FOLLOWER, LEADER = "none", "follower", "leader"
 BATCH = 1000  # entries per append request

@@ -19,9 +19,9 @@ from typing import Any
 
 import gevent
 
-from mesh import metrics
+from mesh.base import metrics
 
-log = logging.getLogger("mesh.loop_lag")
+log = logging.getLogger("mesh.base.loop_lag")
 
 TICK = 0.025
 WARN_AFTER = 0.5

@@ -16,7 +16,7 @@ from typing import Any
 import gevent
 
 from coordinator.slot_table import slot_of
-from mesh.transport import MeshError, RemoteError
+from mesh.net.transport import MeshError, RemoteError
 
 log = logging.getLogger("mesh.router")
 

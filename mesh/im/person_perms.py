@@ -17,10 +17,10 @@ from collections import defaultdict
 
 import gevent
 
-from mesh.channel_rules import PERSON, PersonFlags
-from mesh.transport import MeshError
+from mesh.im.channel_rules import PERSON, PersonFlags
+from mesh.net.transport import MeshError
 
-log = logging.getLogger("mesh.person_perms")
+log = logging.getLogger("mesh.im.person_perms")
 
 TTL = 60.0
 

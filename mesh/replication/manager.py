@@ -20,14 +20,14 @@ from typing import Any
 import gevent
 
 from coordinator.slot_table import SlotTable
-from mesh import metrics
-from mesh.append_pipe import AppendPipes, serve_many
-from mesh.replica import FOLLOWER, LEADER, NONE, SlotReplica
-from mesh.store import Store
-from mesh.transport import MeshError, Refused
-from mesh.wake_loop import WakeLoop
+from mesh.base import metrics
+from mesh.base.wake_loop import WakeLoop
+from mesh.net.transport import MeshError, Refused
+from mesh.replication.append_pipe import AppendPipes, serve_many
+from mesh.replication.replica import FOLLOWER, LEADER, NONE, SlotReplica
+from mesh.storage.store import Store
 
-log = logging.getLogger("mesh.replication")
+log = logging.getLogger("mesh.replication.manager")
 
 DROP_GRACE = 30.0  # seconds a slot must stay outside our membership before its data is dropped
 COMPACT_EVERY = 30.0
@@ -89,7 +89,7 @@ class Replication:
         return self.node.mesh.request(peer, method, payload, timeout=timeout)
 
     def append(self, peer: int, req: list, timeout: float) -> Any:
-        """One slot's ``repl.append`` to ``peer``, coalesced with other slots' (``mesh.append_pipe``)."""
+        """One slot's ``repl.append`` to ``peer``, coalesced with other slots' (``mesh.replication.append_pipe``)."""
         return self._pipes.call(peer, req, timeout)
 
     def session_alive(self) -> bool:
