@@ -15,6 +15,7 @@ import falcon
 import gevent
 import gevent.pool
 
+from mesh.net import wire
 from mesh.net.transport import MeshError
 
 
@@ -169,7 +170,7 @@ def _leaders_info(node) -> dict[int, dict]:
 
     def ask(pid: int) -> None:
         try:
-            for info in node.mesh.request(pid, "repl.status", None, timeout=2.0):
+            for info in node.mesh.request(pid, wire.REPL_STATUS, None, timeout=2.0):
                 out[info["slot"]] = info
         except MeshError:
             pass
@@ -239,7 +240,7 @@ class ClusterSyncForce:
         woke = 0
         for pid in list(self.node.view.members):
             try:
-                woke += self.node.mesh.request(pid, "repl.sync_force", None, timeout=2.0)
+                woke += self.node.mesh.request(pid, wire.REPL_SYNC_FORCE, None, timeout=2.0)
             except MeshError:
                 pass
         resp.media = {"status": 200, "leaders_woken": woke}

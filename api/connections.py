@@ -16,6 +16,7 @@ import falcon
 
 from api import node_stats
 from api.validate import body_of
+from mesh.net import wire
 from mesh.net.transport import MeshError
 
 DEVICE_NAMES = {0: "App", 1: "Web", 2: "PC"}
@@ -134,7 +135,7 @@ def connz(node, offset: int, limit: int, sort: str, uid: str) -> dict:
 class Connz:
     def __init__(self, node) -> None:
         self.node = node
-        node.mesh.handle("gw.connz", lambda _s, p: connz(node, *p))
+        node.mesh.handle(wire.GW_CONNZ, lambda _s, p: connz(node, *p))
 
     def on_get(self, req, resp):
         offset = req.get_param_as_int("offset", default=0, min_value=0)
@@ -148,7 +149,7 @@ class Connz:
         if target not in self.node.view.members:
             raise falcon.HTTPBadRequest(title=f"node {target} is not a live member")
         try:
-            resp.media = self.node.mesh.request(target, "gw.connz", [offset, limit, sort, uid], timeout=3.0)
+            resp.media = self.node.mesh.request(target, wire.GW_CONNZ, [offset, limit, sort, uid], timeout=3.0)
         except MeshError as exc:
             raise falcon.HTTPServiceUnavailable(title=f"node {target} did not answer", description=str(exc)) from None
 

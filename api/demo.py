@@ -23,6 +23,7 @@ from api.static_page import add_page
 from api.validate import body_of, int_field, str_field, str_list
 from mesh.im.channel_rules import GROUP, PERSON, fake_channel_id, is_special
 from mesh.im.messages import message_resp
+from mesh.net import wire
 
 WEB_DEVICE = 1
 SLAVE_LEVEL = 0
@@ -75,7 +76,7 @@ class DemoHistory:
         ctype = int_field(body, "channel_type", PERSON, lo=1, hi=12)
         limit = int_field(body, "limit", 50, lo=1, hi=200)
         sid = fake_channel_id(uid, cid) if ctype == PERSON else cid
-        got = self.node.call_or_503(self.node.router.call, sid, "msg.sync",
+        got = self.node.call_or_503(self.node.router.call, sid, wire.MSG_SYNC,
                                     {"id": sid, "type": ctype, "start": 0, "end": 0, "limit": limit, "pull_mode": 0})
         resp.media = {"messages": [message_resp(m) for m in got["messages"]]}
 

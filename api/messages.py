@@ -27,6 +27,7 @@ from gateway import wkproto as wk
 from gateway.ports import SendRequest
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
 from mesh.im.messages import message_resp
+from mesh.net import wire
 
 SYNC_LIMIT_MAX = 10000
 SYNC_LIMIT_DEFAULT = 100
@@ -159,7 +160,7 @@ class MessageSync(_Base):
         limit = min(limit or SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX)
         pull_mode = int_field(body, "pull_mode", 0, lo=0, hi=1)
         sid = storage_of(self.node, cid, ctype, login_uid)
-        got = self.call(self.node.router.call, sid, "msg.sync",
+        got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
                         {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
         if not got["exists"] and ctype != PERSON:
             raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
@@ -178,7 +179,7 @@ class MessagesGet(_Base):
         cmns = body.get("client_msg_nos") or []
         if not isinstance(cmns, list) or not all(isinstance(x, str) for x in cmns):
             raise falcon.HTTPBadRequest(title="client_msg_nos must be an array of strings")
-        got = self.call(self.node.router.call, sid, "msg.lookup",
+        got = self.call(self.node.router.call, sid, wire.MSG_LOOKUP,
                         {"id": sid, "type": ctype, "seqs": seqs, "ids": ids, "cmns": cmns})
         if not got["exists"] and ctype != PERSON:
             raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
@@ -202,7 +203,7 @@ class MessageGet(_Base):
         if not ids and not cmn:
             resp.media = {"status": 404}
             return
-        got = self.call(self.node.router.call, sid, "msg.lookup",
+        got = self.call(self.node.router.call, sid, wire.MSG_LOOKUP,
                         {"id": sid, "type": ctype, "ids": ids, "cmns": [cmn] if cmn and not ids else []})
         resp.media = message_resp(got["messages"][0]) if got["messages"] else {"status": 404}
 
@@ -216,7 +217,7 @@ class MaxMessageSeq(_Base):
         if ctype not in range(1, 13):
             raise falcon.HTTPBadRequest(title="channel_type must be 1-12")
         sid = storage_of(self.node, cid, ctype, (req.get_param("login_uid") or "").strip())
-        got = self.call(self.node.router.call, sid, "msg.max_seq", {"id": sid, "type": ctype})
+        got = self.call(self.node.router.call, sid, wire.MSG_MAX_SEQ, {"id": sid, "type": ctype})
         resp.media = {"message_seq": got["seq"]}
 
 

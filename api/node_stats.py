@@ -17,8 +17,10 @@ from collections.abc import Callable
 import gevent
 from prometheus_client import REGISTRY
 
+from mesh.net import wire
+
 COUNTERS = {"in": "skein_messages_in_total", "out": "skein_messages_out_total"}
-MESH_METHOD = "mgr.stats"
+MESH_METHOD = wire.MGR_STATS
 
 
 def _read_counter(name: str) -> float:

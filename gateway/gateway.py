@@ -22,6 +22,7 @@ from gateway import wkproto as wk
 from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
 from gateway.session import AUTHED, CLOSED, NEW, Session
 from mesh.base import metrics
+from mesh.net import wire
 
 log = logging.getLogger("gateway")
 
@@ -98,7 +99,7 @@ class Gateway:
         login = [s.uid, s.device_flag, s.device_id, s.device_level, self.node_id, s.conn_id]
         self.apply_login(login)
         if self.publish is not None:
-            self.publish("gw.login", login)
+            self.publish(wire.GW_LOGIN, login)
         for fn in self.online_listeners:
             try:
                 fn(s, True)

@@ -32,7 +32,7 @@ from coordinator.presence import Presence
 from coordinator.redis_client import RedisConn
 from mesh.base import loop_lag, metrics
 from mesh.base.config import Config, split_hostport
-from mesh.net import curve
+from mesh.net import curve, wire
 from mesh.net.transport import Mesh, MeshError, PeerAddr, Refused
 from mesh.slots.router import SlotRouter, SlotUnavailable
 from mesh.slots.service import SlotService
@@ -109,8 +109,8 @@ class Node:
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
-        self.mesh.subscribe("gw.login", lambda _s, login: self.gateway.apply_login(login))
-        self.mesh.subscribe("gw.kick", lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
+        self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
+        self.mesh.subscribe(wire.GW_KICK, lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
         for mod in (users_api, channels_api, messages_api, conversations_api, connections_api):
             self.api_routes.append(lambda app, mod=mod: mod.register(app, self))
         self.add_health_check(self.replication.health_reasons)
@@ -156,7 +156,7 @@ class Node:
     def broadcast_kick(self, uid: str, device_flags, delay: float, text: str) -> None:
         """DISCONNECT 12 to a uid's connections of these device flags on every node."""
         self.gateway.kick_uid(uid, device_flags, delay, text)
-        self.mesh.publish_remote("gw.kick", [uid, list(device_flags) if device_flags is not None else None,
+        self.mesh.publish_remote(wire.GW_KICK, [uid, list(device_flags) if device_flags is not None else None,
                                              delay, text])
 
     # ------------------------------------------------------------------ info

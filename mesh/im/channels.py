@@ -15,19 +15,20 @@ from __future__ import annotations
 import logging
 
 from mesh.im.channel_rules import LIVE, PERSON, fake_channel_id
+from mesh.net import wire
 
 log = logging.getLogger("mesh.im.channels")
 
 
 def register(service) -> None:
-    service.register("ch.info", lambda svc, slot, a: svc.propose(slot, "channel.info", a))
-    service.register("ch.subscribers", _subscribers)
-    service.register("ch.list", lambda svc, slot, a: svc.propose(slot, "channel.list", a))
-    service.register("ch.get", _get)
+    service.register(wire.CH_INFO, lambda svc, slot, a: svc.propose(slot, wire.OP_CHANNEL_INFO, a))
+    service.register(wire.CH_SUBSCRIBERS, _subscribers)
+    service.register(wire.CH_LIST, lambda svc, slot, a: svc.propose(slot, wire.OP_CHANNEL_LIST, a))
+    service.register(wire.CH_GET, _get)
 
 
 def _subscribers(svc, slot: int, a: dict) -> dict:
-    added = svc.propose(slot, "channel.subscribers", a)
+    added = svc.propose(slot, wire.OP_CHANNEL_SUBSCRIBERS, a)
     return {"added": added, "last_seq": svc.state(slot).last_seq(a["id"], int(a["type"]))}
 
 
@@ -45,7 +46,7 @@ class Channels:
         self.router = node.router
 
     def get(self, cid: str, ctype: int) -> dict | None:
-        return self.router.call(cid, "ch.get", {"id": cid, "type": ctype})
+        return self.router.call(cid, wire.CH_GET, {"id": cid, "type": ctype})
 
     def exists(self, cid: str, ctype: int) -> bool:
         if ctype == PERSON:
@@ -69,26 +70,26 @@ class Channels:
             self.node.person_perms.invalidate_everywhere([cid])
 
     def set_info(self, cid: str, ctype: int, info: dict) -> None:
-        self.router.call(cid, "ch.info", {"id": cid, "type": ctype, "info": info})
+        self.router.call(cid, wire.CH_INFO, {"id": cid, "type": ctype, "info": info})
         self._person_changed(cid, ctype)
 
     def add_subscribers(self, cid: str, ctype: int, uids: list[str], reset: bool = False) -> list[str]:
-        res = self.router.call(cid, "ch.subscribers", {"id": cid, "type": ctype, "add": uids, "reset": bool(reset)})
+        res = self.router.call(cid, wire.CH_SUBSCRIBERS, {"id": cid, "type": ctype, "add": uids, "reset": bool(reset)})
         if ctype != LIVE and uids:
             self.node.conversations.ensure_many(list(dict.fromkeys(uids)), cid, ctype, res["last_seq"],
                                                 overwrite_read=True)
         return res["added"]
 
     def remove_subscribers(self, cid: str, ctype: int, uids: list[str]) -> None:
-        self.router.call(cid, "ch.subscribers", {"id": cid, "type": ctype, "remove": uids})
+        self.router.call(cid, wire.CH_SUBSCRIBERS, {"id": cid, "type": ctype, "remove": uids})
         if ctype != LIVE and uids:
             self.node.conversations.remove_many(uids, cid, ctype)
 
     def remove_all_subscribers(self, cid: str, ctype: int) -> None:
-        self.router.call(cid, "ch.subscribers", {"id": cid, "type": ctype, "remove_all": True})
+        self.router.call(cid, wire.CH_SUBSCRIBERS, {"id": cid, "type": ctype, "remove_all": True})
 
     def list_change(self, cid: str, ctype: int, which: str, mode: str, uids: list[str]) -> None:
-        self.router.call(cid, "ch.list", {"id": cid, "type": ctype, "list": which, "mode": mode, "uids": uids})
+        self.router.call(cid, wire.CH_LIST, {"id": cid, "type": ctype, "list": which, "mode": mode, "uids": uids})
         self._person_changed(cid, ctype)
         conv = self.node.conversations
         if which == "deny" and mode in ("add", "set") and uids and ctype != PERSON:

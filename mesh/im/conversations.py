@@ -18,6 +18,7 @@ import gevent
 
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
 from mesh.im.messages import message_resp
+from mesh.net import wire
 from mesh.storage.store import M_CMN, M_FROM, M_SEQ, M_TS
 
 log = logging.getLogger("mesh.im.conversations")
@@ -26,10 +27,10 @@ MAX_CONVERSATIONS = 1000
 
 
 def register(service) -> None:
-    service.register("conv.ensure", lambda svc, slot, a: svc.propose(slot, "conv.ensure", a))
-    service.register("conv.remove", lambda svc, slot, a: svc.propose(slot, "conv.remove", a))
-    service.register("conv.set", lambda svc, slot, a: svc.propose(slot, "conv.set", a))
-    service.register("conv.list", _list)
+    service.register(wire.CONV_ENSURE, lambda svc, slot, a: svc.propose(slot, wire.OP_CONV_ENSURE, a))
+    service.register(wire.CONV_REMOVE, lambda svc, slot, a: svc.propose(slot, wire.OP_CONV_REMOVE, a))
+    service.register(wire.CONV_SET, lambda svc, slot, a: svc.propose(slot, wire.OP_CONV_SET, a))
+    service.register(wire.CONV_LIST, _list)
 
 
 def _list(svc, slot: int, a: dict) -> list:
@@ -104,12 +105,12 @@ class Conversations:
         self.router = node.router
 
     def _last_seq(self, sid: str, ctype: int) -> int:
-        return self.router.call(sid, "msg.max_seq", {"id": sid, "type": ctype})["seq"]
+        return self.router.call(sid, wire.MSG_MAX_SEQ, {"id": sid, "type": ctype})["seq"]
 
     def clear_unread(self, uid: str, sid: str, ctype: int) -> None:
         last = self._last_seq(sid, ctype)
         if last > 0:
-            self.router.call(uid, "conv.set", {"uid": uid, "id": sid, "type": ctype, "read_seq": last,
+            self.router.call(uid, wire.CONV_SET, {"uid": uid, "id": sid, "type": ctype, "read_seq": last,
                                                "raise_only": True, "now": int(time.time())})
 
     def set_unread(self, uid: str, sid: str, ctype: int, unread: int) -> None:
@@ -122,12 +123,12 @@ class Conversations:
             target = last - 1
         else:
             target = last - unread
-        self.router.call(uid, "conv.set", {"uid": uid, "id": sid, "type": ctype, "read_seq": target,
+        self.router.call(uid, wire.CONV_SET, {"uid": uid, "id": sid, "type": ctype, "read_seq": target,
                                            "raise_only": True, "now": int(time.time())})
 
     def delete(self, uid: str, sid: str, ctype: int) -> None:
         last = self._last_seq(sid, ctype)
-        self.router.call(uid, "conv.set", {"uid": uid, "id": sid, "type": ctype, "deleted_seq": last,
+        self.router.call(uid, wire.CONV_SET, {"uid": uid, "id": sid, "type": ctype, "deleted_seq": last,
                                            "if_exists": True, "now": int(time.time())})
 
     def ensure_many(self, uids: list[str], sid: str, ctype: int, read_seq: int, *, overwrite_read: bool) -> None:
@@ -136,21 +137,21 @@ class Conversations:
 
         def one(uid: str) -> None:
             if overwrite_read:
-                self.router.call(uid, "conv.set", {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
+                self.router.call(uid, wire.CONV_SET, {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
                                                    "now": now})
             else:
-                self.router.call(uid, "conv.ensure", {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
+                self.router.call(uid, wire.CONV_ENSURE, {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
                                                       "now": now})
         _parallel(one, uids)
 
     def remove_many(self, uids: list[str], sid: str, ctype: int) -> None:
-        _parallel(lambda uid: self.router.call(uid, "conv.remove", {"uid": uid, "id": sid, "type": ctype}), uids)
+        _parallel(lambda uid: self.router.call(uid, wire.CONV_REMOVE, {"uid": uid, "id": sid, "type": ctype}), uids)
 
     def sync(self, uid: str, *, msg_count: int, last_msg_seqs: dict, only_unread: bool, exclude_types: set[int],
              page: int, page_size: int) -> list[dict]:
         if msg_count <= 0:
             return []
-        rows = self.router.call(uid, "conv.list", {"uid": uid})
+        rows = self.router.call(uid, wire.CONV_LIST, {"uid": uid})
         rows.sort(key=lambda r: r[5], reverse=True)
         rows = rows[:MAX_CONVERSATIONS]
         wanted: dict[int, list] = defaultdict(list)
@@ -167,7 +168,7 @@ class Conversations:
         summaries: dict = {}
 
         def fetch(slot: int, chans: list) -> None:
-            got = self.router.call_slot(slot, "msg.summaries", {"channels": chans, "uid": uid})
+            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": chans, "uid": uid})
             for (sid, ctype, _b, _n), (last, recents, user_last) in zip(chans, got):
                 summaries[(sid, ctype)] = (last, recents, user_last)
         _parallel(lambda kv: fetch(*kv), list(wanted.items()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 
+from mesh.net import wire
 from mesh.storage.store import KIND_MSG, M_SEQ
 
 log = logging.getLogger("mesh.im.history")
@@ -132,8 +133,8 @@ def register(service, cache: RecentCache) -> None:
             out.append([last, list(reversed(msgs)), ch.senders.get(a.get("uid", ""), 0) if ch else 0])
         return out
 
-    service.register("msg.sync", msg_sync)
-    service.register("msg.max_seq", msg_max_seq)
-    service.register("msg.lookup", msg_lookup)
-    service.register("msg.summaries", msg_summaries)
+    service.register(wire.MSG_SYNC, msg_sync)
+    service.register(wire.MSG_MAX_SEQ, msg_max_seq)
+    service.register(wire.MSG_LOOKUP, msg_lookup)
+    service.register(wire.MSG_SUMMARIES, msg_summaries)
 

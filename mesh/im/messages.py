@@ -43,6 +43,7 @@ from mesh.im.channel_rules import (
     storage_id,
 )
 from mesh.im.snowflake import Snowflake
+from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.replication.replica import NotLeader, SlotReplica
 from mesh.storage.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
@@ -111,10 +112,10 @@ class Messages:
         self.person_whitelist = not node.cfg["whitelistOffOfPerson"]
         self._conv_inflight: set[tuple] = set()
         self.delivered: dict[int, int] = {}  # slot -> highest log index seen delivered (by any leader)
-        node.mesh.handle("msg.send", self._on_send)
+        node.mesh.handle(wire.MSG_SEND, self._on_send)
         self._outbox: list[list] = []
-        node.mesh.subscribe("msg.deliver", self._on_deliver)
-        node.mesh.subscribe("msg.deliver_many", self._on_deliver_many)
+        node.mesh.subscribe(wire.MSG_DELIVER, self._on_deliver)
+        node.mesh.subscribe(wire.MSG_DELIVER_MANY, self._on_deliver_many)
 
     # ------------------------------------------------------------------ origin side
     def submit(self, req: SendRequest, done, *, system: bool = False, subscribers: list[str] | None = None) -> None:
@@ -166,7 +167,7 @@ class Messages:
             if leader == self.node_id:
                 results = self._on_send(self.node_id, [it.wire() for it in batch])
             else:
-                results = self.node.mesh.request(leader, "msg.send", [it.wire() for it in batch],
+                results = self.node.mesh.request(leader, wire.MSG_SEND, [it.wire() for it in batch],
                                                  timeout=self.timeout)
         except (MeshError, RemoteError) as exc:
             for it in batch:
@@ -295,7 +296,7 @@ class Messages:
     def _flush_outbox(self) -> None:
         items, self._outbox = self._outbox, []
         if items:
-            self.node.mesh.publish_remote("msg.deliver_many", items)
+            self.node.mesh.publish_remote(wire.MSG_DELIVER_MANY, items)
 
     def _on_deliver_many(self, sender: int, items: list) -> None:
         for item in items:
@@ -348,10 +349,10 @@ class Messages:
         uids = list(reads)
         try:
             for uid, read_seq in reads.items():
-                self.router.call(uid, "conv.ensure", {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
+                self.router.call(uid, wire.CONV_ENSURE, {"uid": uid, "id": sid, "type": ctype, "read_seq": read_seq,
                                                       "now": int(time.time())})
             if r.is_serving():
-                r.propose_op("channel.conv_ensured", {"id": sid, "type": ctype, "uids": uids})
+                r.propose_op(wire.OP_CHANNEL_CONV_ENSURED, {"id": sid, "type": ctype, "uids": uids})
         except Exception as exc:
             log.info("person conversations for %s not created yet (%s); the next message retries", sid, exc)
         finally:

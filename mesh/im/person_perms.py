@@ -18,6 +18,7 @@ from collections import defaultdict
 import gevent
 
 from mesh.im.channel_rules import PERSON, PersonFlags
+from mesh.net import wire
 from mesh.net.transport import MeshError
 
 log = logging.getLogger("mesh.im.person_perms")
@@ -26,7 +27,7 @@ TTL = 60.0
 
 
 def register(service) -> None:
-    service.register("perm.person", _read)
+    service.register(wire.PERM_PERSON, _read)
 
 
 def _read(svc, slot: int, uids: list[str]) -> dict:
@@ -46,7 +47,7 @@ class PersonPerms:
         self.node = node
         self.cache: dict[str, tuple[float, PersonFlags]] = {}
         self.epoch: dict[str, int] = defaultdict(int)
-        node.mesh.handle("perm.invalidate", lambda _s, uids: self.invalidate_local(uids))
+        node.mesh.handle(wire.PERM_INVALIDATE, lambda _s, uids: self.invalidate_local(uids))
 
     def get_many(self, uids: set[str]) -> dict[str, PersonFlags]:
         now = time.monotonic()
@@ -71,7 +72,7 @@ class PersonPerms:
         got: dict[str, PersonFlags] = {}
 
         def one(slot: int, group: list[str]) -> None:
-            res = router.call_slot(slot, "perm.person", group)
+            res = router.call_slot(slot, wire.PERM_PERSON, group)
             for uid, (ban, send_ban, deny, allow) in res.items():
                 got[uid] = PersonFlags(ban, send_ban, frozenset(deny), frozenset(allow))
         jobs = [gevent.spawn(one, slot, group) for slot, group in by_slot.items()]
@@ -95,7 +96,7 @@ class PersonPerms:
 
         def one(n: int) -> None:
             try:
-                self.node.mesh.request(n, "perm.invalidate", list(uids), timeout=1.0)
+                self.node.mesh.request(n, wire.PERM_INVALIDATE, list(uids), timeout=1.0)
             except MeshError as exc:
                 log.warning("could not invalidate person flags on node %s: %s (its cache expires in %.0fs)",
                             n, exc, TTL)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesh.net import wire
 from mesh.storage.store import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
 
 INFO_FIELDS = ("ban", "disband", "send_ban", "large", "allow_stranger")
@@ -323,16 +324,16 @@ class SlotState:
 
 
 _OPS = {
-    "user.token": SlotState._user_token,
-    "user.quit": SlotState._user_quit,
-    "channel.info": SlotState._channel_info,
-    "channel.subscribers": SlotState._channel_subscribers,
-    "channel.list": SlotState._channel_list,
-    "channel.conv_ensured": SlotState._channel_conv_ensured,
-    "channel.conv_forget": SlotState._channel_conv_forget,
-    "conv.ensure": SlotState._conv_ensure,
-    "conv.remove": SlotState._conv_remove,
-    "conv.set": SlotState._conv_set,
+    wire.OP_USER_TOKEN: SlotState._user_token,
+    wire.OP_USER_QUIT: SlotState._user_quit,
+    wire.OP_CHANNEL_INFO: SlotState._channel_info,
+    wire.OP_CHANNEL_SUBSCRIBERS: SlotState._channel_subscribers,
+    wire.OP_CHANNEL_LIST: SlotState._channel_list,
+    wire.OP_CHANNEL_CONV_ENSURED: SlotState._channel_conv_ensured,
+    wire.OP_CHANNEL_CONV_FORGET: SlotState._channel_conv_forget,
+    wire.OP_CONV_ENSURE: SlotState._conv_ensure,
+    wire.OP_CONV_REMOVE: SlotState._conv_remove,
+    wire.OP_CONV_SET: SlotState._conv_set,
 }
 
 __all__ = ["Channel", "Conv", "SlotState", "INFO_FIELDS", "M_CHANNEL", "M_CTYPE", "M_MID"]

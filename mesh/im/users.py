@@ -11,6 +11,7 @@ import logging
 
 from gateway import wkproto as wk
 from gateway.ports import DEVICE_LEVEL_MASTER, AuthResult
+from mesh.net import wire
 from mesh.slots.router import SlotRouter, SlotUnavailable
 
 log = logging.getLogger("mesh.im.users")
@@ -19,13 +20,13 @@ ALL_DEVICE_FLAGS = (0, 1, 2)
 
 
 def register(service) -> None:
-    service.register("user.set_token", _set_token)
-    service.register("user.get_token", _get_token)
-    service.register("user.quit", _quit)
+    service.register(wire.USER_SET_TOKEN, _set_token)
+    service.register(wire.USER_GET_TOKEN, _get_token)
+    service.register(wire.USER_QUIT, _quit)
 
 
 def _set_token(svc, slot: int, a: dict) -> None:
-    svc.propose(slot, "user.token", {"uid": a["uid"], "device_flag": a["device_flag"], "token": a["token"],
+    svc.propose(slot, wire.OP_USER_TOKEN, {"uid": a["uid"], "device_flag": a["device_flag"], "token": a["token"],
                                      "device_level": a["device_level"]})
 
 
@@ -39,7 +40,7 @@ def _get_token(svc, slot: int, a: dict):
 
 
 def _quit(svc, slot: int, a: dict) -> None:
-    svc.propose(slot, "user.quit", {"uid": a["uid"], "device_flags": list(a["device_flags"])})
+    svc.propose(slot, wire.OP_USER_QUIT, {"uid": a["uid"], "device_flags": list(a["device_flags"])})
 
 
 class Users:
@@ -47,16 +48,16 @@ class Users:
         self.router = router
 
     def set_token(self, uid: str, token: str, device_flag: int, device_level: int) -> None:
-        self.router.call(uid, "user.set_token", {"uid": uid, "token": token, "device_flag": device_flag,
+        self.router.call(uid, wire.USER_SET_TOKEN, {"uid": uid, "token": token, "device_flag": device_flag,
                                                  "device_level": device_level})
 
     def get_token(self, uid: str, device_flag: int) -> tuple[str | None, int, int, int]:
         """(token or None, device level, ban, disband) for one device flag of ``uid``."""
-        t = self.router.call(uid, "user.get_token", {"uid": uid, "device_flag": device_flag})
+        t = self.router.call(uid, wire.USER_GET_TOKEN, {"uid": uid, "device_flag": device_flag})
         return (t[0], t[1], t[2], t[3])
 
     def quit(self, uid: str, device_flags) -> None:
-        self.router.call(uid, "user.quit", {"uid": uid, "device_flags": list(device_flags)})
+        self.router.call(uid, wire.USER_QUIT, {"uid": uid, "device_flags": list(device_flags)})
 
 
 class TokenAuthenticator:

@@ -34,10 +34,11 @@ import msgpack
 import zmq.green as zmq
 
 from mesh.base import metrics
+from mesh.net import wire
 
 log = logging.getLogger("mesh.net.transport")
 
-HEARTBEAT = "_hb"
+HEARTBEAT = wire.HEARTBEAT
 _STATUS_OK = 0
 _STATUS_ERROR = 1
 _STATUS_NO_METHOD = 2
@@ -143,8 +144,8 @@ class Mesh:
         self._closed = False
         self.zap = None
         self._heard: dict[int, float] = {}  # peer -> last time anything arrived from it
-        self.handle("ping", self._on_ping)
-        self.handle("_pub_replay", self._on_replay)
+        self.handle(wire.PING, self._on_ping)
+        self.handle(wire.PUB_REPLAY, self._on_replay)
 
     # ------------------------------------------------------------------ setup
     def _secure(self, sock, server: bool) -> None:
@@ -367,7 +368,7 @@ class Mesh:
     def ping(self, peer: int, timeout: float = 1.0) -> float:
         """Round trip to ``peer`` in seconds (raises MeshError if it does not answer)."""
         started = time.perf_counter()
-        self.request(peer, "ping", None, timeout=timeout)
+        self.request(peer, wire.PING, None, timeout=timeout)
         rtt = time.perf_counter() - started
         metrics.mesh_rtt_seconds.labels(str(peer)).set(rtt)
         return rtt
@@ -380,7 +381,7 @@ class Mesh:
         self._secure(dealer, server=False)
         dealer.connect(_tcp(router_addr))
         try:
-            dealer.send(pack([0, "ping", None]))
+            dealer.send(pack([0, wire.PING, None]))
             with gevent.Timeout(timeout, False):
                 _rid, status, result = unpack(dealer.recv())
                 return result if status == _STATUS_OK else None
@@ -475,7 +476,7 @@ class Mesh:
         log.warning("broadcast gap from node %s: seq %d..%d missing; fetching", sender, first, upto)
         got: list[bytes] = []
         try:
-            got = self.request(sender, "_pub_replay", [first, upto], timeout=2.0)
+            got = self.request(sender, wire.PUB_REPLAY, [first, upto], timeout=2.0)
         except MeshError as exc:
             log.warning("could not fetch missing broadcast from node %s: %s", sender, exc)
         recovered = 0

@@ -18,6 +18,7 @@ from typing import Any
 import gevent
 import gevent.event
 
+from mesh.net import wire
 from mesh.net.transport import MeshError, Refused, RemoteError, RequestTimeout
 
 MAX_BATCH = 256
@@ -33,7 +34,7 @@ class _Pipe:
 
 
 class AppendPipes:
-    def __init__(self, request: Callable[..., Any], method: str = "repl.append_many") -> None:
+    def __init__(self, request: Callable[..., Any], method: str = wire.REPL_APPEND_MANY) -> None:
         self._request = request
         self._method = method
         self._pipes: dict[int, _Pipe] = {}

@@ -22,6 +22,7 @@ import gevent
 from coordinator.slot_table import SlotTable
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
+from mesh.net import wire
 from mesh.net.transport import MeshError, Refused
 from mesh.replication.append_pipe import AppendPipes, serve_many
 from mesh.replication.replica import FOLLOWER, LEADER, NONE, SlotReplica
@@ -56,13 +57,13 @@ class Replication:
         self.truncated = 0
         m = node.mesh
         self._pipes = AppendPipes(m.request)
-        m.handle("repl.append", self._on_append)
-        m.handle("repl.append_many", lambda sender, reqs: serve_many(self._on_append, sender, reqs))
-        m.handle("repl.prepare", self._on_prepare)
-        m.handle("repl.fetch", self._on_fetch)
-        m.handle("repl.positions", self._on_positions)
-        m.handle("repl.status", self._on_status)
-        m.handle("repl.sync_force", self._on_sync_force)
+        m.handle(wire.REPL_APPEND, self._on_append)
+        m.handle(wire.REPL_APPEND_MANY, lambda sender, reqs: serve_many(self._on_append, sender, reqs))
+        m.handle(wire.REPL_PREPARE, self._on_prepare)
+        m.handle(wire.REPL_FETCH, self._on_fetch)
+        m.handle(wire.REPL_POSITIONS, self._on_positions)
+        m.handle(wire.REPL_STATUS, self._on_status)
+        m.handle(wire.REPL_SYNC_FORCE, self._on_sync_force)
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -228,7 +229,7 @@ class Replication:
 
         def ask(n: int) -> None:
             try:
-                got = self.request(n, "repl.positions", sorted(slots), timeout=1.0)
+                got = self.request(n, wire.REPL_POSITIONS, sorted(slots), timeout=1.0)
             except MeshError:
                 return
             for slot, pos in got.items():

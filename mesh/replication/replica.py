@@ -35,6 +35,7 @@ import gevent.lock
 import msgpack
 
 from mesh.im.slot_state import SlotState
+from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
 
@@ -287,7 +288,7 @@ class SlotReplica:
 
         def ask(v: int) -> None:
             try:
-                r = self.mgr.request(v, "repl.prepare", [self.slot, term, self.node_id], timeout=1.0)
+                r = self.mgr.request(v, wire.REPL_PREPARE, [self.slot, term, self.node_id], timeout=1.0)
                 if r.get("ok"):
                     answers[v] = r
                 elif r.get("term", 0) > term:
@@ -312,7 +313,7 @@ class SlotReplica:
         start = self.commit_index + 1
         while start <= upto:
             end = min(upto, start + 4999)
-            got = self.mgr.request(node, "repl.fetch", [self.slot, term, start, end], timeout=10.0)
+            got = self.mgr.request(node, wire.REPL_FETCH, [self.slot, term, start, end], timeout=10.0)
             entries = [tuple(e) for e in got]
             if not entries:
                 raise NotLeader(f"node {node} returned no entries from {start}")

@@ -16,6 +16,7 @@ from typing import Any
 import gevent
 
 from coordinator.slot_table import slot_of
+from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 
 log = logging.getLogger("mesh.router")
@@ -71,7 +72,7 @@ class SlotRouter:
                 raise SlotUnavailable(f"slot {slot}: {last}")
             if leader:
                 try:
-                    return self.node.mesh.request(leader, "slot.call", [slot, method, args],
+                    return self.node.mesh.request(leader, wire.SLOT_CALL, [slot, method, args],
                                                   timeout=min(remaining, timeout))
                 except RemoteError as exc:
                     if exc.code not in RETRYABLE:

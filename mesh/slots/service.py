@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mesh.im.slot_state import SlotState
+from mesh.net import wire
 from mesh.net.transport import Refused
 from mesh.replication.replica import NotLeader, SlotReplica
 
@@ -28,7 +29,7 @@ class SlotService:
         self.node = node
         self.node_id = node.node_id
         self.methods: dict[str, Handler] = {}
-        node.mesh.handle("slot.call", self._on_call)
+        node.mesh.handle(wire.SLOT_CALL, self._on_call)
 
     def register(self, method: str, fn: Handler) -> None:
         self.methods[method] = fn
