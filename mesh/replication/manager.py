@@ -149,7 +149,7 @@ class Replication:
                 led += 1
             else:
                 if r.role == LEADER and (s.leader != self.node_id or not alive):
-                    r._step_down("etcd session lost" if not alive else f"node {s.leader} leads term {s.term}")
+                    r.step_down("etcd session lost" if not alive else f"node {s.leader} leads term {s.term}")
                 r.become_follower(s.term, s.leader)
         metrics.slots_led.set(led)
         self._status_loop.wake()
@@ -269,7 +269,7 @@ class Replication:
         n = 0
         for r in self.replicas.values():
             if r.role == LEADER:
-                r._send_event.set()
+                r.nudge()
                 n += 1
         return n
 

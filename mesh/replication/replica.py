@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 import gevent.event
@@ -40,7 +40,35 @@ from mesh.net.transport import MeshError, RemoteError
 from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
 
 if TYPE_CHECKING:
-    from mesh.replication.manager import Replication
+    from mesh.storage.store import Store
+
+
+class ReplicaHost(Protocol):
+    """What a replica needs from the node around it (``Replication`` implements it)."""
+
+    node_id: int
+    store: Store
+
+    def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
+        """A mesh request to ``peer`` (prepare, fetch); raises ``MeshError`` on failure."""
+
+    def append(self, peer: int, req: list, timeout: float) -> Any:
+        """An append request to ``peer``, coalesced with other slots' appends to it."""
+
+    def session_alive(self) -> bool:
+        """Whether this node's etcd session is alive (a leader serves only while it is)."""
+
+    def status_changed(self, replica: SlotReplica) -> None:
+        """The replica's role, term or readiness changed: report it."""
+
+    def in_sync_maybe_changed(self, replica: SlotReplica) -> None:
+        """The leader's in-sync member set may have changed: report it if it did."""
+
+    def schedule_snapshot(self, replica: SlotReplica) -> None:
+        """The replica applied enough entries to be worth a snapshot: take one soon."""
+
+    def count_truncated(self, n: int) -> None:
+        """Count ``n`` uncommitted entries dropped by a conflict truncation."""
 
 log = logging.getLogger("mesh.replication.replica")
 
@@ -57,7 +85,7 @@ class NotLeader(Exception):
 
 
 class SlotReplica:
-    def __init__(self, mgr: Replication, slot: int) -> None:
+    def __init__(self, mgr: ReplicaHost, slot: int) -> None:
         self.mgr = mgr
         self.slot = slot
         self.node_id = mgr.node_id
@@ -168,7 +196,7 @@ class SlotReplica:
         if term > self.term:
             self.term = term
         if self.role == LEADER:
-            self._step_down(f"node {leader} leads at term {term}")
+            self.step_down(f"node {leader} leads at term {term}")
             # it held everything it committed; the new leader's first append says otherwise if not
             self.caught_up = True
         # a follower that was caught up stays so across a change of leader until the new
@@ -179,7 +207,7 @@ class SlotReplica:
 
     def become_none(self) -> None:
         if self.role == LEADER:
-            self._step_down("no longer a replica")
+            self.step_down("no longer a replica")
         self.role = NONE
         self.leader_id = 0
 
@@ -205,7 +233,11 @@ class SlotReplica:
         # stops on its own; it is never killed, so it never stops halfway through a write.
         self._recovery = gevent.spawn(self._recover, term)
 
-    def _step_down(self, why: str) -> None:
+    def nudge(self) -> None:
+        """Wake the leader's senders now instead of at the next heartbeat."""
+        self._send_event.set()
+
+    def step_down(self, why: str) -> None:
         log.info("slot %d: stepping down at term %d (%s)", self.slot, self.term, why)
         with self.lock:  # the writer is not mid-write while we hold the lock
             self.ready = False
@@ -235,7 +267,7 @@ class SlotReplica:
     def stop(self) -> None:
         self.stopped = True
         if self.role == LEADER:
-            self._step_down("stopping")
+            self.step_down("stopping")
         self.role = NONE
         if self._writer is not None:
             self._writer.kill(block=False)
@@ -418,13 +450,13 @@ class SlotReplica:
                 if batch[0][0] != self.durable_index + 1:
                     log.error("slot %d: append of %d..%d does not follow the durable log (%d); stepping down",
                               self.slot, batch[0][0], batch[-1][0], self.durable_index)
-                    self._step_down("log continuity check failed")
+                    self.step_down("log continuity check failed")
                     continue
                 try:
                     self.store.append(self.slot, batch)
                 except StoreError as exc:
                     log.error("slot %d: local append failed (%s); stepping down", self.slot, exc)
-                    self._step_down("local store failure")
+                    self.step_down("local store failure")
                     return
                 self.durable_index = max(self.durable_index, batch[-1][0])
             self._advance_commit()
@@ -483,7 +515,7 @@ class SlotReplica:
             elif r.get("term", 0) > term:
                 log.info("slot %d: node %s knows term %d > %d; stepping down", self.slot, peer, r["term"], term)
                 self.term = max(self.term, r["term"])
-                self._step_down("a newer term exists")
+                self.step_down("a newer term exists")
                 return
             else:
                 hint = int(r.get("last_index", nxt - 1))
@@ -548,7 +580,7 @@ class SlotReplica:
             return {"ok": False, "term": self.term}
         if term > self.term and self.role == LEADER:
             self.term = term
-            self._step_down(f"node {leader} prepares term {term}")
+            self.step_down(f"node {leader} prepares term {term}")
         self.term = term
         if leader != self.node_id:
             self.role = FOLLOWER
@@ -562,7 +594,7 @@ class SlotReplica:
             if term > self.term or self.role == LEADER:
                 if self.role == LEADER:
                     self.term = term
-                    self._step_down(f"node {leader} appends at term {term}")
+                    self.step_down(f"node {leader} appends at term {term}")
                 self.term = term
             self.role = FOLLOWER
             self.leader_id = leader
