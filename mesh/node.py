@@ -110,7 +110,7 @@ class Node:
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
-        self.mesh.subscribe(wire.GW_KICK, lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
+        self.mesh.subscribe(wire.GW_KICK, self._on_kick)
         for mod in (users_api, channels_api, messages_api, conversations_api, connections_api):
             self.api_routes.append(lambda app, mod=mod: mod.register(app, self))
         self.add_health_check(self.replication.health_reasons)
@@ -156,8 +156,12 @@ class Node:
     def broadcast_kick(self, uid: str, device_flags, delay: float, text: str) -> None:
         """DISCONNECT 12 to a uid's connections of these device flags on every node."""
         self.gateway.kick_uid(uid, device_flags, delay, text)
-        self.mesh.publish_remote(wire.GW_KICK, [uid, list(device_flags) if device_flags is not None else None,
-                                             delay, text])
+        flags = list(device_flags) if device_flags is not None else None
+        self.mesh.publish_remote(wire.GW_KICK, wire.Kick(uid, flags, delay, text))
+
+    def _on_kick(self, _sender: int, payload: list) -> None:
+        k = wire.Kick(*payload)
+        self.gateway.kick_uid(k.uid, k.device_flags, k.delay, k.text)
 
     # ------------------------------------------------------------------ info
     def member_info(self) -> dict:
@@ -241,7 +245,7 @@ class Node:
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
                                      positions=self.replication.positions, reachable=self.mesh.ever_heard)
-        self.mesh.handle("transfer_controller", self._on_transfer_controller)
+        self.mesh.handle(wire.TRANSFER_CONTROLLER, self._on_transfer_controller)
         self.replication.start()
         self.controller.start()
         self.gateway.start()
