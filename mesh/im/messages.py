@@ -46,7 +46,7 @@ from mesh.im.snowflake import Snowflake
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.replication.replica import NotLeader, SlotReplica
-from mesh.storage.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
+from mesh.storage.entries import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
 
 log = logging.getLogger("mesh.im.messages")
 

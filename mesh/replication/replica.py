@@ -37,7 +37,8 @@ import msgpack
 from mesh.im.slot_state import SlotState
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
-from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
+from mesh.storage.entries import KIND_MSG, KIND_NOOP, KIND_OP
+from mesh.storage.store import StoreError
 
 if TYPE_CHECKING:
     from mesh.storage.store import Store
