@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -38,17 +38,14 @@ from mesh.im.slot_state import SlotState
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.storage.entries import KIND_MSG, KIND_NOOP, KIND_OP
-from mesh.storage.store import StoreError
-
-if TYPE_CHECKING:
-    from mesh.storage.store import Store
+from mesh.storage.log_store import LogStore, StoreError
 
 
 class ReplicaHost(Protocol):
     """What a replica needs from the node around it (``Replication`` implements it)."""
 
     node_id: int
-    store: Store
+    store: LogStore
 
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         """A mesh request to ``peer`` (prepare, fetch); raises ``MeshError`` on failure."""

@@ -41,6 +41,9 @@ import msgpack
 
 from mesh.base import metrics
 from mesh.storage.entries import KIND_MSG, Entry
+from mesh.storage.log_store import StoreError
+
+__all__ = ["COLUMNS", "Store", "StoreError", "Wal"]
 
 log = logging.getLogger("mesh.storage.store")
 
@@ -71,10 +74,6 @@ def row_to_entry(r: tuple) -> Entry:
         return Entry(idx, term, kind, [r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13] or "",
                                        bytes(r[14]) if r[14] is not None else b""])
     return Entry(idx, term, kind, _unpack(r[15]) if r[15] is not None else None)
-
-
-class StoreError(Exception):
-    pass
 
 
 class _Write:
@@ -173,6 +172,8 @@ class Wal:
 
 
 class Store:
+    """The ``LogStore`` of a node: write-ahead log in front, DuckDB behind (see the module docstring)."""
+
     def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
                  commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 0.1,
                  fsync: bool = True) -> None:
@@ -486,6 +487,13 @@ class Store:
                f"LIMIT {int(limit)}")
         rows = self._run(lambda cur: cur.execute(sql, ([channel, ctype] + params) * n).fetchall())
         return [row_to_entry(r) for r in rows]
+
+    def archived_slots(self) -> set[int]:
+        return set(self._arch_tables)
+
+    def query(self, fn):
+        """Run ``fn(cursor)`` in the threadpool once DuckDB holds every durable write (backups)."""
+        return self._run(fn)
 
     def count_rows(self, slot: int) -> int:
         sql = f"SELECT count(*) FROM ({self._union(slot, 'true')})"
