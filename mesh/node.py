@@ -105,7 +105,7 @@ class Node:
         self.webhooks = Webhooks(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
-        self.replication.ready_hook = lambda r, upto: self.messages.redeliver(r, upto)
+        self.replication.ready_hook = self.messages.on_leader_ready
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
