@@ -53,8 +53,6 @@ class Node:
         self.draining = False
         self.stopping = False
         self.ready_event = gevent.event.Event()
-        self.api_routes: list[Callable] = []
-        self.manager_routes: list[Callable] = []
         self.servers: list = []
         self._stop_hooks: list[Callable[[], None]] = []
         self._health_checks: list[Callable[[], list[str]]] = []
@@ -78,11 +76,6 @@ class Node:
 
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
-        from api import channels as channels_api
-        from api import connections as connections_api
-        from api import conversations as conversations_api
-        from api import messages as messages_api
-        from api import users as users_api
         from gateway.gateway import Gateway
         from mesh.im import channels, conversations, history, person_perms, users
         from mesh.im.messages import Messages
@@ -111,8 +104,6 @@ class Node:
         self.gateway.online_listeners.append(self._on_online)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe(wire.GW_KICK, self._on_kick)
-        for mod in (users_api, channels_api, messages_api, conversations_api, connections_api):
-            self.api_routes.append(lambda app, mod=mod: mod.register(app, self))
         self.add_health_check(self.replication.health_reasons)
         self.on_stop(self.gateway.stop)
 
@@ -322,22 +313,13 @@ class Node:
             from gevent.pywsgi import WSGIServer
             from geventwebsocket.handler import WebSocketHandler
 
-            from api.app import create_api_app, create_manager_app
-            from gateway.listeners import create_ws_app
+            from api.app import create_apps
 
-            cfg = self.cfg
-            specs = [(cfg["httpAddr"], create_api_app(self), None),
-                     (cfg["wsAddr"], create_ws_app(self), WebSocketHandler)]
-            if cfg["manager.on"]:
-                specs.append((cfg["manager.addr"], create_manager_app(self), None))
-            if cfg["demo.on"]:
-                from api.demo import create_demo_app
-                specs.append((cfg["demo.addr"], create_demo_app(self), None))
-            for addr, app, handler in specs:
+            for addr, app, websocket in create_apps(self):
                 host, port = split_hostport(addr)
                 kwargs = {"log": None, "error_log": logging.getLogger("api.wsgi")}
-                if handler is not None:
-                    kwargs["handler_class"] = handler
+                if websocket:
+                    kwargs["handler_class"] = WebSocketHandler
                 server = WSGIServer((host, port), app, backlog=4096, **kwargs)
                 server.start()
                 self.servers.append(server)
