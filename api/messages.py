@@ -4,7 +4,9 @@
   once a majority of the channel's replicas has the message (WuKongIM answers before
   persisting; Skein waits, so a 200 means the message is durable). An empty
   ``from_uid`` sends as the system uid. HTTP sends skip the sender checks, as in
-  WuKongIM; a banned or disbanded channel gives 403 with the reason code.
+  WuKongIM; a banned or disbanded channel gives 403 with the reason code. Over the
+  per-``from_uid`` or per-token rate (``api.rate_limit``) it answers 429
+  ``{"msg": ..., "status": 429}``.
 * ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}``.
 * ``POST /channel/messagesync``, ``POST /messages`` answer a bare
   ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
@@ -98,6 +100,9 @@ class MessageSend(_Base):
         from_uid = str_field(body, "from_uid").strip() or SYSTEM_UID
         if is_special(from_uid):
             raise falcon.HTTPBadRequest(title="from_uid must not contain '@', '#' or '&'")
+        limits = getattr(self.node, "http_limits", None)
+        if limits is not None:
+            limits.check(from_uid, req.get_header("token") or "")
         cmn = str_field(body, "client_msg_no", max_len=128) or uuid.uuid4().hex + "0"
         expire = int_field(body, "expire", 0, lo=0, hi=2**32 - 1)
         subs = uids_of(body, "subscribers", required=False)

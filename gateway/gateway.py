@@ -8,6 +8,13 @@ closed 2 s later), a slave-level login only replaces a connection with the same 
 id. A sweeper closes connections that sent no CONNECT within ``conn.authTimeout``,
 idle ones after ``conn.idleTimeout``, stalled half frames after
 ``conn.partialFrameTimeout``, and resends RECVs not acknowledged.
+
+Admission: at most ``conn.maxConnections`` connections per node and
+``conn.maxConnectionsPerIp`` per client address (refused at accept: closed without a
+byte); every SEND takes a token from its connection's bucket (``limits.connSendRate``)
+and its uid's (``limits.uidSendRate``, counted across nodes through Redis by
+``coordinator.rate_counts``); the manager uid is exempt. Refusals are counted in
+``skein_send_rate_limited_total`` and logged once per offender per minute.
 """
 from __future__ import annotations
 
@@ -19,8 +26,9 @@ from collections.abc import Callable, Iterable
 import gevent
 
 from gateway import wkproto as wk
+from gateway.admission import KeyedLimiter, LogThrottle, Offence, TokenBucket
 from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
-from gateway.session import AUTHED, CLOSED, NEW, Session
+from gateway.session import AUTHED, CLOSED, MANAGER_UID, NEW, Session
 from mesh.base import metrics
 from mesh.net import wire
 
@@ -45,6 +53,15 @@ class Gateway:
         self.partial_timeout = cfg["conn.partialFrameTimeout"]
         self.max_connections = cfg["conn.maxConnections"]
         self.max_pending_frames = cfg["conn.maxPendingFrames"]
+        self.max_pending_sends = cfg["conn.maxPendingSends"]
+        self.max_per_ip = cfg["conn.maxConnectionsPerIp"]
+        self.conn_rate = cfg["limits.connSendRate"]
+        self.conn_burst = cfg["limits.connSendBurst"]
+        self.grace = cfg["limits.graceSeconds"]
+        self.uid_limiter = KeyedLimiter(cfg["limits.uidSendRate"], cfg["limits.uidSendBurst"])
+        self.per_ip: dict[str, int] = {}
+        self.log_throttle = LogThrottle(60.0)
+        self._pruned = 0.0
         self.retry_interval = cfg["messageRetry.interval"]
         self.retry_max = cfg["messageRetry.maxCount"]
         self.retry_scan = cfg["messageRetry.scanInterval"]
@@ -81,8 +98,16 @@ class Gateway:
             log.warning("refusing connection from %s: %d connections open (conn.maxConnections)",
                         getattr(transport, "remote", "?"), len(self.sessions))
             return None
+        ip = ip_of(getattr(transport, "remote", ""))
+        if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip:
+            metrics.gw_rejected.labels("too_many_connections_per_ip").inc()
+            if self.log_throttle.hit("ip:" + ip, time.monotonic()) is not None:
+                log.warning("refusing connections from %s: %d open from that address (conn.maxConnectionsPerIp); "
+                            "logged once a minute", ip, self.per_ip.get(ip, 0))
+            return None
         s = Session(self, transport, next(self._ids))
         self.sessions[s.conn_id] = s
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         self._count(s.transport.kind, 0, +1)
         return s
 
@@ -95,6 +120,10 @@ class Gateway:
         self._count(s.transport.kind, 0, -1)
         self._count(s.transport.kind, 1, +1)
         metrics.gw_connects.labels(s.transport.kind, "1").inc()
+        if self.conn_rate > 0 and s.uid != MANAGER_UID:
+            now = time.monotonic()
+            s.bucket = TokenBucket(self.conn_rate, self.conn_burst, now)
+            s.offence = Offence(self.grace)
         self.by_uid.setdefault(s.uid, []).append(s)
         login = [s.uid, s.device_flag, s.device_id, s.device_level, self.node_id, s.conn_id]
         self.apply_login(login)
@@ -107,7 +136,13 @@ class Gateway:
                 log.exception("online listener failed")
 
     def on_closed(self, s: Session, was_authed: bool) -> None:
-        self.sessions.pop(s.conn_id, None)
+        if self.sessions.pop(s.conn_id, None) is not None:
+            ip = ip_of(s.remote)
+            n = self.per_ip.get(ip, 0) - 1
+            if n > 0:
+                self.per_ip[ip] = n
+            else:
+                self.per_ip.pop(ip, None)
         self._retrying.discard(s)
         self._count(s.transport.kind, 1 if was_authed else 0, -1)
         if was_authed:
@@ -140,6 +175,41 @@ class Gateway:
             log.exception("messaging layer refused a SEND from uid=%s", req.from_uid)
             from gateway.ports import SendResult
             done(SendResult(wk.REASON_SYSTEM_ERROR))
+
+    # ------------------------------------------------------------------ send admission
+    def admit_send(self, s: Session) -> bool:
+        """Take a token from the connection's and the uid's bucket; False (counted, logged) when either is empty."""
+        if s.uid == MANAGER_UID:
+            return True
+        now = time.monotonic()
+        scope = ""
+        if s.bucket is not None and not s.bucket.take(now):
+            scope = "connection"
+        elif not self.uid_limiter.take(s.uid, now):
+            scope = "uid"
+        if not scope:
+            return True
+        metrics.send_rate_limited.labels(scope).inc()
+        n = self.log_throttle.hit("uid:" + s.uid, now)
+        if n is not None:
+            log.warning("rate limit: SENDs of uid=%s refused with reason 22 (%s limit; conn=%s remote=%s); "
+                        "%d refusal(s) since the last line, logged once a minute", s.uid, scope, s.conn_id,
+                        s.remote, n)
+        return False
+
+    def refused_read_delay(self, s: Session) -> float:
+        """How long a connection that was just refused waits before its next read (slows a flooder's input)."""
+        now = time.monotonic()
+        wait = s.bucket.wait_time(now) if s.bucket is not None else 0.0
+        wait = max(wait, self.uid_limiter.wait_time(s.uid, now))
+        return min(1.0, max(0.1, wait))
+
+    def rate_limit_kick(self, s: Session) -> None:
+        """The client kept sending over its limit past the grace period: DISCONNECT 22, then close."""
+        metrics.gw_rejected.labels("rate_limit").inc()
+        log.warning("rate limit: disconnecting uid=%s conn=%s remote=%s, still over its send limit after %.0fs",
+                    s.uid, s.conn_id, s.remote, self.grace)
+        s.kick(wk.REASON_RATE_LIMIT, "rate limit exceeded", 0.5)
 
     # ------------------------------------------------------------------ logins and kicks
     def apply_login(self, login: list) -> None:
@@ -209,6 +279,10 @@ class Gateway:
                 log.exception("sweep failed")
 
     def sweep(self, now: float) -> None:
+        if now - self._pruned > 30:
+            self._pruned = now
+            self.uid_limiter.prune(now)
+            self.log_throttle.prune(now)
         for s in list(self.sessions.values()):
             if s.state == NEW:
                 if now - s.created > self.auth_timeout:
@@ -280,3 +354,11 @@ class Gateway:
 
     def all_sessions(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.state != CLOSED]
+
+
+def ip_of(remote: str) -> str:
+    """The address part of ``host:port`` (IPv6 in brackets or bare)."""
+    host, sep, _port = remote.rpartition(":")
+    if not sep:
+        return remote
+    return host.strip("[]")

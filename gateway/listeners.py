@@ -5,15 +5,24 @@ Each accepted connection becomes a transport (``send_binary``, ``send_text``,
 socket and feeds the bytes to the session. On WebSocket, binary and text messages feed
 the same byte stream, and every outbound frame is one WebSocket message (binary for
 WKProto, text for JSON-RPC), as WuKongIM's JS SDKs require.
+
+The read loops apply the session's admission: while the session is ``paused`` (too
+many SENDs pending) they do not read (TCP flow control pushes back on the client) and
+wait to be woken; after a refused SEND they wait ``read_delay()``; and they yield to
+the hub after every read, so a client that keeps the socket full cannot hold the event
+loop away from other connections, the mesh and ``/health``.
 """
 from __future__ import annotations
 
 import logging
 import socket as pysocket
 
+import gevent
+from gevent.event import Event
 from gevent.server import StreamServer
 
 from gateway.session import CLOSED
+from mesh.base import metrics
 from mesh.base.config import split_hostport
 
 log = logging.getLogger("gateway.listeners")
@@ -86,6 +95,32 @@ class WsTransport:
             pass
 
 
+class Admission:
+    """The read side of a session's admission, for one listener loop (see the module doc)."""
+
+    __slots__ = ("session", "event")
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.event = Event()
+        session.on_resume = self.event.set
+
+    def ready(self) -> bool:
+        """Wait until the session may read again; False once it is closed."""
+        s = self.session
+        delay = s.read_delay()
+        gevent.sleep(delay)  # 0: just let the other greenlets run
+        if s.paused:
+            metrics.gw_reads_paused.inc()
+        while s.paused and s.state != CLOSED:
+            self.event.clear()
+            if s.paused:
+                self.event.wait(1.0)
+            if not s.paused and s.state != CLOSED:
+                s.resume()  # may pause again
+        return s.state != CLOSED
+
+
 def start_tcp_listener(node) -> StreamServer:
     host, port = split_hostport(node.cfg["tcpAddr"])
     gw = node.gateway
@@ -101,7 +136,8 @@ def start_tcp_listener(node) -> StreamServer:
             return
         try:
             recv = sock.recv
-            while True:
+            admit = Admission(session)
+            while admit.ready():
                 data = recv(65536)
                 if not data:
                     break
@@ -132,7 +168,8 @@ def create_ws_app(node):
             ws.close()
             return []
         try:
-            while True:
+            admit = Admission(session)
+            while admit.ready():
                 msg = ws.receive()
                 if msg is None:
                     break

@@ -14,6 +14,15 @@ rejection, one log line; nothing escapes to the listener.
 Writes never block each other: while one greenlet is sending, frames from others are
 queued and flushed by it, in order. A client that does not read (queue over
 ``conn.maxPendingFrames``) is closed as slow.
+
+Admission (the read side): while more than ``conn.maxPendingSends`` of its SENDs wait
+for their outcome the session is ``paused``: the packets already decoded wait in a
+backlog and the listener stops reading the socket (TCP flow control slows the client)
+until half of them are answered (``on_resume`` wakes the listener, which calls
+``resume()``). A SEND over the connection's or the uid's rate (token buckets, checked
+by the gateway before any decryption) gets SENDACK 22 (RateLimit) and the listener
+reads more slowly (``read_delay()``); a client still refused after ``limits.graceSeconds``
+is sent DISCONNECT 22 and closed.
 """
 from __future__ import annotations
 
@@ -41,7 +50,8 @@ class Session:
     __slots__ = ("gw", "transport", "conn_id", "state", "dialect", "decoder", "version", "uid", "device_flag",
                  "device_id", "device_level", "cipher", "created", "last_recv", "_out", "_writing", "retry",
                  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_packets", "out_packets", "close_reason",
-                 "remote", "__weakref__")
+                 "remote", "pending_sends", "paused", "backlog", "on_resume", "bucket", "offence",
+                 "refused_recently", "rate_kicked", "__weakref__")
 
     def __init__(self, gw: SessionHost, transport, conn_id: int) -> None:
         self.gw = gw
@@ -65,6 +75,14 @@ class Session:
         self.in_packets = self.out_packets = 0
         self.close_reason = ""
         self.remote = getattr(transport, "remote", "")
+        self.pending_sends = 0  # SENDs handed to the messaging layer and not answered yet
+        self.paused = False  # too many pending SENDs: the listener stops reading
+        self.backlog: list | None = None  # decoded packets (or JSON objects) not dispatched while paused
+        self.on_resume: Any = None  # set by the listener: wakes its read loop when the session unpauses
+        self.bucket: Any = None  # the connection's send TokenBucket (created by the gateway at login)
+        self.offence: Any = None  # Offence: how long this connection has been refused
+        self.refused_recently = False  # a SEND was refused since the listener last read
+        self.rate_kicked = False
 
     # ------------------------------------------------------------------ input
     def feed(self, data: bytes) -> None:
@@ -87,26 +105,79 @@ class Session:
             else:
                 self.dialect = "bin"
                 self.decoder = wk.FrameDecoder(wk.LATEST_VERSION)
-        if self.dialect == "bin":
-            for packet in self.decoder.feed(data):
-                self.in_packets += 1
-                self.gw.metrics_frame_in(self, packet.type)
-                self._on_packet(packet)
-                if self.state == CLOSED:
-                    return
-            err = self.decoder.error
-            if err is not None:
+        items = self.decoder.feed(data)
+        if self.backlog:  # defensive: the listener does not read while paused
+            self.backlog.extend(items)
+            items, self.backlog = self.backlog, None
+        self._dispatch(items)
+
+    def resume(self) -> None:
+        """Dispatch the backlog kept while paused (the listener calls this once woken)."""
+        items, self.backlog = self.backlog, None
+        self._dispatch(items or [])
+
+    def _dispatch(self, items: list) -> None:
+        binary = self.dialect == "bin"
+        for i, item in enumerate(items):
+            if self.paused:
+                self.backlog = items[i:]
+                return
+            self.in_packets += 1
+            if binary:
+                self.gw.metrics_frame_in(self, item.type)
+                self._on_packet(item)
+            else:
+                self._on_json(item)
+            if self.state == CLOSED:
+                return
+        err = self.decoder.error
+        if err is not None:
+            if binary:
                 self.reject(err.kind, str(err), err.reason)
-        else:
-            for obj in self.decoder.feed(data):
-                self.in_packets += 1
-                self._on_json(obj)
-                if self.state == CLOSED:
-                    return
-            err = self.decoder.error
-            if err is not None:
+            else:
                 self._write_json(jsonrpc.error_response(None, err.code, str(err)))
                 self.reject("malformed", str(err))
+
+    def read_delay(self) -> float:
+        """Seconds the listener should wait before reading more (0: read on)."""
+        if self.rate_kicked:
+            return 1.0
+        if not self.refused_recently:
+            return 0.0
+        self.refused_recently = False
+        return self.gw.refused_read_delay(self)
+
+    # ------------------------------------------------------------------ send admission
+    def _admit(self, flags: int, client_seq: int, rid: Any = None) -> bool:
+        """Rate limits: True to go on; otherwise SENDACK 22 was written (and maybe a kick is under way)."""
+        if self.gw.admit_send(self):
+            return True
+        self.refused_recently = True
+        res = SendResult(wk.REASON_RATE_LIMIT)
+        if self.dialect == "json":
+            self._json_sendack(rid, flags, res)
+        else:
+            self._sendack(flags, client_seq, res)
+        if not self.rate_kicked and self.offence is not None and self.offence.refused(time.monotonic()):
+            self.rate_kicked = True
+            self.gw.rate_limit_kick(self)
+        return False
+
+    def _submit(self, req: SendRequest, done) -> None:
+        """Hand a SEND to the messaging layer, counting it as pending until ``done`` runs."""
+        self.pending_sends += 1
+        if self.pending_sends >= self.gw.max_pending_sends:
+            self.paused = True
+
+        def answered(res: SendResult) -> None:
+            self.pending_sends -= 1
+            if self.paused and self.pending_sends <= self.gw.max_pending_sends // 2:
+                self.paused = False
+                if self.on_resume is not None:
+                    self.on_resume()
+            done(res)
+
+        self.gw.submit(req, answered)
 
     # ------------------------------------------------------------------ binary dialect
     def _on_packet(self, p) -> None:
@@ -184,6 +255,8 @@ class Session:
 
     def _on_send(self, p: wk.Send) -> None:
         self.in_msgs += 1
+        if not self._admit(p.flags, p.client_seq):
+            return
         if not p.channel_id:
             self._sendack(p.flags, p.client_seq, SendResult(wk.REASON_CHANNEL_ID_ERROR))
             return
@@ -204,7 +277,7 @@ class Session:
                           p.client_seq, p.flags, p.setting, p.expire, p.topic, self.device_flag, self.device_id,
                           (self.gw.node_id, self.conn_id), time.monotonic())
         flags, client_seq = p.flags, p.client_seq
-        self.gw.submit(req, lambda res: self._sendack(flags, client_seq, res, req.received_at))
+        self._submit(req, lambda res: self._sendack(flags, client_seq, res, req.received_at))
 
     def _sendack(self, flags: int, client_seq: int, res: SendResult, received_at: float = 0.0) -> None:
         if self.state == CLOSED:
@@ -307,6 +380,8 @@ class Session:
             self.gw.count_reject(self, "jsonrpc_invalid")
             return
         flags = jsonrpc.header_flags(params.get("header"))
+        if not self._admit(flags, 0, rid):
+            return
         if not isinstance(channel_id, str) or not channel_id:
             self._json_sendack(rid, flags, SendResult(wk.REASON_CHANNEL_ID_ERROR))
             return
@@ -314,7 +389,7 @@ class Session:
         req = SendRequest(self.uid, channel_id, channel_type, payload, str(client_msg_no), 0, flags,
                           jsonrpc.setting_byte(params.get("setting")), expire, str(params.get("topic") or ""),
                           self.device_flag, self.device_id, (self.gw.node_id, self.conn_id), time.monotonic())
-        self.gw.submit(req, lambda res: self._json_sendack(rid, flags, res, req.received_at))
+        self._submit(req, lambda res: self._json_sendack(rid, flags, res, req.received_at))
 
     def _json_sendack(self, rid: Any, flags: int, res: SendResult, received_at: float = 0.0) -> None:
         if self.state == CLOSED:
@@ -479,6 +554,11 @@ class Session:
         self.close_reason = why
         self.retry = None
         self._out = None
+        self.backlog = None
+        if self.paused:
+            self.paused = False
+            if self.on_resume is not None:
+                self.on_resume()
         if why:
             log.log(log_level, "connection closed conn=%s uid=%s remote=%s: %s", self.conn_id, self.uid or "-",
                     self.remote, why)

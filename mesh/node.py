@@ -102,6 +102,13 @@ class Node:
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
+        from api.rate_limit import HttpSendLimits
+        from coordinator.rate_counts import RateCounts
+        self.rate_counts = RateCounts(self.redis, self.cfg["cluster.name"], self.cfg["limits.syncInterval"])
+        self.rate_counts.add("uid", self.gateway.uid_limiter)
+        self.http_limits = HttpSendLimits(self.cfg, self.rate_counts)
+        self.add_health_check(self._overload_reasons)
+        self.on_stop(self.rate_counts.stop)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe(wire.GW_KICK, self._on_kick)
         self.add_health_check(self.replication.health_reasons)
@@ -200,6 +207,14 @@ class Node:
         metrics.node_healthy.set(1 if ok else 0)
         return ok, reasons
 
+    def _overload_reasons(self) -> list[str]:
+        """Overloaded: the event loop ran, on average over the last seconds, later than ``health.maxLoopLag``."""
+        lag = loop_lag.recent_lag()
+        limit = self.cfg["health.maxLoopLag"]
+        if lag > limit:
+            return [f"overloaded: the event loop runs {lag:.2f}s late on average (health.maxLoopLag {limit:g}s)"]
+        return []
+
     def add_health_check(self, fn: Callable[[], list[str]]) -> None:
         self._health_checks.append(fn)
 
@@ -241,6 +256,7 @@ class Node:
         self.controller.start()
         self.gateway.start()
         self.presence.start()
+        self.rate_counts.start()
         self.webhooks.start()
         self._start_listeners()
         # what exists now (modules, loaded slot states) lives as long as the process: keep it

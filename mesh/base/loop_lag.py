@@ -9,12 +9,16 @@ longer than ``WARN_AFTER`` is logged (at most once every ``WARN_EVERY`` seconds)
 Python's cyclic garbage collector stops the whole process while it runs; each pause
 is recorded in ``skein_gc_pause_seconds`` by generation, and a pause longer than
 ``WARN_AFTER`` is logged, so a tail-latency spike can be told apart from CPU pressure.
+
+``recent_lag()`` (the average over the last few seconds) is what `/health` compares
+with ``health.maxLoopLag`` to report the node as overloaded.
 """
 from __future__ import annotations
 
 import gc
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import gevent
@@ -28,6 +32,8 @@ WARN_AFTER = 0.5
 WARN_EVERY = 10.0
 
 _gc_started = [0.0]
+RECENT = 5.0  # seconds averaged by recent_lag()
+_recent: deque[tuple[float, float]] = deque(maxlen=int(RECENT / TICK) + 1)  # (woke at, lag)
 
 
 def _run() -> None:
@@ -35,11 +41,24 @@ def _run() -> None:
     while True:
         asked = time.perf_counter()
         gevent.sleep(TICK)
-        lag = max(0.0, time.perf_counter() - asked - TICK)
+        woke = time.perf_counter()
+        lag = max(0.0, woke - asked - TICK)
         metrics.loop_lag.observe(lag)
+        _recent.append((woke, lag))
         if lag > WARN_AFTER and time.monotonic() - last_warn > WARN_EVERY:
             last_warn = time.monotonic()
             log.warning("event loop stalled for %.2fs (CPU-bound, or a call blocked the hub)", lag)
+
+
+def recent_lag(now: float | None = None) -> float:
+    """Average lag over the last ``RECENT`` seconds, counting the current wait if the probe is overdue."""
+    now = time.perf_counter() if now is None else now
+    samples = [lag for t, lag in _recent if now - t <= RECENT]
+    if _recent:
+        overdue = now - _recent[-1][0] - TICK
+        if overdue > 0.1:
+            samples.append(overdue)
+    return sum(samples) / len(samples) if samples else 0.0
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:

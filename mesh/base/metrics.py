@@ -151,6 +151,14 @@ gw_frames_out = FastCounter("skein_gateway_frames_out_total", "Client frames wri
 gw_bytes_in = FastCounter("skein_gateway_bytes_in_total", "Bytes received from clients", ("transport",))
 gw_bytes_out = FastCounter("skein_gateway_bytes_out_total", "Bytes written to clients", ("transport",))
 gw_rejected = Counter("skein_gateway_rejected_total", "Connections or frames refused for bad input", ["reason"])
+send_rate_limited = Counter("skein_send_rate_limited_total",
+                            "Client SENDs refused with reason 22 (RateLimit), by the limit that refused them",
+                            ["scope"])
+http_rate_limited = Counter("skein_http_rate_limited_total",
+                            "HTTP /message/send calls answered 429, by the limit that refused them", ["scope"])
+gw_reads_paused = Counter("skein_gateway_reads_paused_total",
+                          "Times a connection stopped being read because conn.maxPendingSends of its SENDs were pending")
+rate_sync = Counter("skein_rate_limit_syncs_total", "Syncs of the per-uid send counts with Redis", ["outcome"])
 gw_kicks = Counter("skein_gateway_kicks_total", "Sessions kicked by a newer login or a device quit")
 gw_recv_retries = Counter("skein_gateway_recv_retries_total", "RECV frames resent for lack of RECVACK")
 gw_recv_retry_exhausted = Counter("skein_gateway_recv_retry_exhausted_total",

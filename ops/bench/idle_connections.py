@@ -39,6 +39,7 @@ def rss_kb(pid: int) -> int:
 
 def measure(transport: str, conns: int, concurrency: int) -> dict:
     c = Cluster(1, extra={"tokenAuthOn": False, "conn.maxConnections": conns + 1000, "logger.level": "WARNING",
+                          "conn.maxConnectionsPerIp": 0,
                           "conn.idleTimeout": "1h"})
     try:
         c.start()

@@ -28,6 +28,10 @@ sys.path.insert(0, ROOT)
 
 from tests.support.servers import Cluster, http, wait_until  # noqa: E402
 
+# benchmarks measure throughput: the per-client send limits (a flood defence) are off
+BENCH_LIMITS = {"limits.connSendRate": 0, "limits.uidSendRate": 0, "limits.httpFromUidRate": 0,
+                "limits.httpTokenRate": 0, "conn.maxConnectionsPerIp": 0}
+
 IDLE = ("acquire_with_timeout", "Queue.get", "_wait_for_tstate_lock")
 
 
@@ -72,7 +76,7 @@ def main() -> int:
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     os.makedirs(args.out, exist_ok=True)
-    c = Cluster(3, extra={"tokenAuthOn": False, "logger.level": "WARNING"})
+    c = Cluster(3, extra={"tokenAuthOn": False, **BENCH_LIMITS, "logger.level": "WARNING"})
     try:
         c.start()
         wait_until(lambda: all(s["ready"] for s in http("GET", c.nodes[1].api + "/cluster/slots")[1]["slots"]), 60,

@@ -25,6 +25,10 @@ from ops.bench import machine  # noqa: E402
 from ops.bench.report import replace_section  # noqa: E402
 from tests.support.servers import Cluster, http, wait_until  # noqa: E402
 
+# benchmarks measure throughput: the per-client send limits (a flood defence) are off
+BENCH_LIMITS = {"limits.connSendRate": 0, "limits.uidSendRate": 0, "limits.httpFromUidRate": 0,
+                "limits.httpTokenRate": 0, "conn.maxConnectionsPerIp": 0}
+
 PY = sys.executable
 DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
 # group fan-out shape shared with `make bench-compare`
@@ -49,7 +53,7 @@ def loadgen(api: str, label: str, *args: str) -> dict:
 
 
 def start(n: int) -> Cluster:
-    c = Cluster(n, extra={"tokenAuthOn": False, "logger.level": "WARNING", "conn.maxConnections": 20000})
+    c = Cluster(n, extra={"tokenAuthOn": False, "logger.level": "WARNING", "conn.maxConnections": 20000, **BENCH_LIMITS})
     c.start()
     wait_until(lambda: all(s["ready"] for s in http("GET", c.nodes[1].api + "/cluster/slots")[1]["slots"]), 60,
                what="every slot ready")
