@@ -1,10 +1,11 @@
 """Cluster-wide send counts in Redis for the keyed rate limiters (per uid, per HTTP from_uid).
 
-Every ``limits.syncInterval`` the node adds what each key took here since the last
-sync to ``skein:<cluster>:rl:<name>:<key>`` (``INCRBY`` + ``EXPIRE``, one pipeline for
-every limiter) and hands the new totals back to the limiter, which charges each local
-bucket what the other nodes took (``KeyedLimiter.apply_totals``). A uid sending from
-three nodes therefore drains one shared budget, give or take one interval. Admission
+Every ``limits.syncInterval`` the node adds what each key used in the last two seconds
+took here since the last sync (possibly 0, which just reads the count) to
+``skein:<cluster>:rl:<name>:<key>`` (``INCRBY`` + ``EXPIRE``, one pipeline for every
+limiter) and hands the new totals back to the limiter, which charges each local bucket
+what the other nodes took (``KeyedLimiter.apply_totals``). A uid sending from three
+nodes therefore drains one shared budget, give or take one interval. Admission
 itself never waits for Redis: while Redis is down the sync is skipped and every
 limiter is a per-node limit (the fallback), and the counts start fresh when it returns.
 """
@@ -56,12 +57,13 @@ class RateCounts:
 
     def sync(self) -> int:
         """One round trip: add local counts, charge remote ones. Returns the keys synced."""
-        batches = [(name, lim, lim.to_sync()) for name, lim in self.limiters.items()]
+        now = time.monotonic()
+        batches = [(name, lim, lim.to_sync(now)) for name, lim in self.limiters.items()]
         batches = [b for b in batches if b[2]]
-        if not batches:
-            return 0
         if not self.conn.up:
             self._down(None)
+            return 0
+        if not batches:
             return 0
         try:
             pipe = self.conn.client.pipeline(transaction=False)
@@ -77,7 +79,6 @@ class RateCounts:
         if self._failing:
             self._failing = False
             log.info("rate limits count across nodes again (Redis answers)")
-        now = time.monotonic()
         i = 0
         n = 0
         for _name, lim, items in batches:
@@ -89,7 +90,8 @@ class RateCounts:
         return n
 
     def _down(self, exc: Exception | None) -> None:
-        metrics.rate_sync.labels("redis_down").inc()
+        if not self._failing or exc is not None:
+            metrics.rate_sync.labels("redis_down").inc()
         for lim in self.limiters.values():
             lim.forget_synced()
         if not self._failing:

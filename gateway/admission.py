@@ -95,11 +95,12 @@ class KeyedLimiter:
         e = self.entries.get(key)
         return 0.0 if e is None else e.bucket.wait_time(now)
 
-    def to_sync(self) -> list[tuple[str, int]]:
-        """(key, tokens taken here since the last sync) for every key that took any; resets them."""
+    def to_sync(self, now: float, recent: float = 2.0) -> list[tuple[str, int]]:
+        """(key, tokens taken here since the last sync) for every key used in the last ``recent`` seconds
+        (0 for one that took nothing: its count is still read, to learn what the other nodes took); resets them."""
         out = []
         for key, e in self.entries.items():
-            if e.unsynced:
+            if e.unsynced or now - e.last_used <= recent:
                 out.append((key, e.unsynced))
                 e.unsynced = 0
         return out
