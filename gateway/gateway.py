@@ -54,6 +54,8 @@ class Gateway:
         self.max_connections = cfg["conn.maxConnections"]
         self.max_pending_frames = cfg["conn.maxPendingFrames"]
         self.max_pending_sends = cfg["conn.maxPendingSends"]
+        self.node_max_pending_sends = cfg["limits.nodePendingSends"]
+        self.pending_sends = 0  # SENDs of all sessions waiting for their outcome
         self.max_per_ip = cfg["conn.maxConnectionsPerIp"]
         self.conn_rate = cfg["limits.connSendRate"]
         self.conn_burst = cfg["limits.connSendBurst"]
@@ -279,6 +281,7 @@ class Gateway:
                 log.exception("sweep failed")
 
     def sweep(self, now: float) -> None:
+        metrics.gw_pending_sends.set(self.pending_sends)
         if now - self._pruned > 30:
             self._pruned = now
             self.uid_limiter.prune(now)

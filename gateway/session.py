@@ -19,10 +19,12 @@ Admission (the read side): while more than ``conn.maxPendingSends`` of its SENDs
 for their outcome the session is ``paused``: the packets already decoded wait in a
 backlog and the listener stops reading the socket (TCP flow control slows the client)
 until half of them are answered (``on_resume`` wakes the listener, which calls
-``resume()``). A SEND over the connection's or the uid's rate (token buckets, checked
-by the gateway before any decryption) gets SENDACK 22 (RateLimit) and the listener
-reads more slowly (``read_delay()``); a client still refused after ``limits.graceSeconds``
-is sent DISCONNECT 22 and closed.
+``resume()``); while the whole node has more than ``limits.nodePendingSends`` pending,
+every connection waits for its previous SEND before its next one is read (fair and
+bounded). A SEND over the connection's or the uid's rate (token buckets, checked by the
+gateway before any decryption) gets SENDACK 22 (RateLimit) and the listener reads more
+slowly (``read_delay()``); a client still refused after ``limits.graceSeconds`` is sent
+DISCONNECT 22 and closed.
 """
 from __future__ import annotations
 
@@ -165,12 +167,15 @@ class Session:
 
     def _submit(self, req: SendRequest, done) -> None:
         """Hand a SEND to the messaging layer, counting it as pending until ``done`` runs."""
+        gw = self.gw
         self.pending_sends += 1
-        if self.pending_sends >= self.gw.max_pending_sends:
-            self.paused = True
+        gw.pending_sends += 1
+        if self.pending_sends >= gw.max_pending_sends or gw.pending_sends > gw.node_max_pending_sends:
+            self.paused = True  # (over the node's bound, every connection waits for its previous SEND)
 
         def answered(res: SendResult) -> None:
             self.pending_sends -= 1
+            gw.pending_sends -= 1
             if self.paused and self.pending_sends <= self.gw.max_pending_sends // 2:
                 self.paused = False
                 if self.on_resume is not None:

@@ -243,6 +243,9 @@ KEYS: tuple[Key, ...] = (
     Key("conn.maxPendingSends", parse_int, 100,
         "SENDs of one connection waiting for their SENDACK before the node stops reading that connection "
         "(until half are answered).", check=_range(2, 1_000_000)),
+    Key("limits.nodePendingSends", parse_int, 20000,
+        "Client SENDs pending on the whole node above which every connection waits for its previous SEND before "
+        "its next one is read.", check=_range(1, 100_000_000)),
     Key("limits.connSendRate", parse_int, 50,
         "SENDs per second one connection may make (token bucket, 0: no limit); over it, SENDACK 22 (RateLimit).",
         check=_range(0, 10_000_000)),

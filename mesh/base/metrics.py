@@ -158,6 +158,7 @@ http_rate_limited = Counter("skein_http_rate_limited_total",
                             "HTTP /message/send calls answered 429, by the limit that refused them", ["scope"])
 gw_reads_paused = Counter("skein_gateway_reads_paused_total",
                           "Times a connection stopped being read because conn.maxPendingSends of its SENDs were pending")
+gw_pending_sends = Gauge("skein_gateway_pending_sends", "Client SENDs waiting for their outcome on this node")
 rate_sync = Counter("skein_rate_limit_syncs_total", "Syncs of the per-uid send counts with Redis", ["outcome"])
 gw_kicks = Counter("skein_gateway_kicks_total", "Sessions kicked by a newer login or a device quit")
 gw_recv_retries = Counter("skein_gateway_recv_retries_total", "RECV frames resent for lack of RECVACK")

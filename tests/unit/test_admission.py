@@ -208,3 +208,19 @@ def test_per_ip_connection_limit():
     assert gw.open(other) is not None
     s1.close("bye")
     assert s1.state == CLOSED and gw.open(ts[2]) is not None
+
+
+def test_over_the_node_bound_every_connection_waits_for_its_previous_send():
+    gw = gateway(**{"limits.nodePendingSends": 3, "limits.connSendRate": 0, "limits.uidSendRate": 0})
+    sink = HoldingSink()
+    gw.sink = sink
+    c = Client(gw)
+    c.connect()
+    c.s.feed(sends(c, 6))
+    assert len(sink.held) == 4 and c.s.paused and gw.pending_sends == 4 and len(c.s.backlog) == 2
+    sink.answer(2)
+    assert not c.s.paused
+    c.s.resume()
+    assert len(sink.held) == 4 and c.s.paused and not c.s.backlog
+    sink.answer(4)
+    assert not c.s.paused and gw.pending_sends == 0 and acks(c) == [1] * 6
