@@ -57,6 +57,7 @@ class Gateway:
         self.node_max_pending_sends = cfg["limits.nodePendingSends"]
         self.pending_sends = 0  # SENDs of all sessions waiting for their outcome
         self.max_per_ip = cfg["conn.maxConnectionsPerIp"]
+        self.ip_exempt = frozenset(cfg["conn.ipLimitExempt"])
         self.conn_rate = cfg["limits.connSendRate"]
         self.conn_burst = cfg["limits.connSendBurst"]
         self.grace = cfg["limits.graceSeconds"]
@@ -101,7 +102,7 @@ class Gateway:
                         getattr(transport, "remote", "?"), len(self.sessions))
             return None
         ip = ip_of(getattr(transport, "remote", ""))
-        if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip:
+        if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip and ip not in self.ip_exempt:
             metrics.gw_rejected.labels("too_many_connections_per_ip").inc()
             if self.log_throttle.hit("ip:" + ip, time.monotonic()) is not None:
                 log.warning("refusing connections from %s: %d open from that address (conn.maxConnectionsPerIp); "

@@ -34,7 +34,9 @@ if _cfg["demo.on"]:
     bind.append(_hp("demo.addr"))
 workers = 1
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
-worker_connections = _cfg["conn.maxConnections"]
+# the gateway refuses client connections over conn.maxConnections itself; the headroom keeps
+# gunicorn accepting HTTP (/health above all) when WebSocket clients are at that limit
+worker_connections = _cfg["conn.maxConnections"] + 1000
 wsgi_app = "mesh.wsgi:application"
 control_socket_disable = True
 graceful_timeout = 30

@@ -239,7 +239,9 @@ KEYS: tuple[Key, ...] = (
         check=_range(1, 10_000_000)),
     Key("conn.maxConnectionsPerIp", parse_int, 5000,
         "Client connections one node accepts from one IP address (0: no limit); the next one is closed at once. "
-        "Behind a load balancer that hides client addresses, raise it or set 0.", check=_range(0, 10_000_000)),
+        "Behind a load balancer that hides client addresses, list it in `conn.ipLimitExempt`.", check=_range(0, 10_000_000)),
+    Key("conn.ipLimitExempt", parse_list, [],
+        "Client addresses `conn.maxConnectionsPerIp` does not apply to (a load balancer that hides client addresses)."),
     Key("conn.maxPendingSends", parse_int, 100,
         "SENDs of one connection waiting for their SENDACK before the node stops reading that connection "
         "(until half are answered).", check=_range(2, 1_000_000)),

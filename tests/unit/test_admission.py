@@ -208,6 +208,11 @@ def test_per_ip_connection_limit():
     assert gw.open(other) is not None
     s1.close("bye")
     assert s1.state == CLOSED and gw.open(ts[2]) is not None
+    gw = gateway(**{"conn.maxConnectionsPerIp": 1, "conn.ipLimitExempt": "10.0.0.9,10.0.0.8"})
+    lb = [FakeTransport() for _ in range(3)]
+    for t in lb:
+        t.remote = "10.0.0.9:1"
+    assert all(gw.open(t) is not None for t in lb)
 
 
 def test_over_the_node_bound_every_connection_waits_for_its_previous_send():
