@@ -98,6 +98,9 @@ def spec() -> dict:
         obj({"status": {"type": "integer"}, "data": obj({"message_id": {"type": "integer"},
                                                          "client_msg_no": {"type": "string"},
                                                          "message_seq": {"type": "integer"}})}), tag=m)
+    paths["/message/send"]["post"]["responses"]["429"] = {
+        "description": "Over the rate limit of the from_uid or the API token (Retry-After says when to retry)",
+        "content": {"application/json": {"schema": ERROR}}}
     paths["/message/sendbatch"] = post("Send one person message from from_uid to each subscriber", obj(
         {"header": HEADER, "from_uid": UID, "subscribers": UIDS, "payload": {"type": "string", "format": "byte"}},
         ["from_uid", "subscribers", "payload"]),

@@ -123,10 +123,10 @@ class Gateway:
         self._count(s.transport.kind, 0, -1)
         self._count(s.transport.kind, 1, +1)
         metrics.gw_connects.labels(s.transport.kind, "1").inc()
-        if self.conn_rate > 0 and s.uid != MANAGER_UID:
-            now = time.monotonic()
-            s.bucket = TokenBucket(self.conn_rate, self.conn_burst, now)
+        if s.uid != MANAGER_UID:
             s.offence = Offence(self.grace)
+            if self.conn_rate > 0:
+                s.bucket = TokenBucket(self.conn_rate, self.conn_burst, time.monotonic())
         self.by_uid.setdefault(s.uid, []).append(s)
         login = [s.uid, s.device_flag, s.device_id, s.device_level, self.node_id, s.conn_id]
         self.apply_login(login)

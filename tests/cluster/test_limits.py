@@ -284,3 +284,24 @@ def test_connections_over_the_per_ip_limit_are_refused_cleanly(cluster):
     again = client_from(n3, uids[2], source)
     assert again.ping(3) < 3
     again.close()
+
+
+def test_websocket_burst_over_the_connection_limit_gets_22_and_the_rest_through(cluster):
+    n2 = cluster.nodes[2]
+    u, peer = uniq("wsb"), uniq("wsp")
+    tok(n2, u)
+    c = WKClient(f"ws://127.0.0.1:{n2.ports['ws']}", u, "tk-" + u)
+    c.connect()
+    n = 1000
+    pending = [c.send_nowait(peer, 1, b'{"type":1,"content":"burst"}')[1] for _ in range(n)]
+    codes: dict[int, int] = {}
+    for ar in pending:
+        ack = ar.get(timeout=30)
+        codes[ack.reason_code] = codes.get(ack.reason_code, 0) + 1
+    paused = metric(n2, "skein_gateway_reads_paused_total")
+    print(f"\nWebSocket burst of {n} SENDs without waiting: SENDACKs {codes}; reads paused {paused:.0f} time(s)")
+    # the burst (200) and what refilled meanwhile got through; the rest 22; nothing else
+    assert set(codes) == {1, 22} and 200 <= codes[1] < n
+    assert paused >= 1  # more than conn.maxPendingSends were pending at once: the node stopped reading
+    assert c.ping(3) < 3 and not c.disconnects  # a short burst is refused, not punished
+    c.close()

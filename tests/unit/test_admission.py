@@ -229,3 +229,28 @@ def test_over_the_node_bound_every_connection_waits_for_its_previous_send():
     assert len(sink.held) == 4 and c.s.paused and not c.s.backlog
     sink.answer(4)
     assert not c.s.paused and gw.pending_sends == 0 and acks(c) == [1] * 6
+
+
+def test_uid_refusals_alone_also_lead_to_the_disconnect():
+    gw = gateway(**{"limits.connSendRate": 0, "limits.uidSendRate": 1, "limits.uidSendBurst": 2,
+                    "limits.graceSeconds": "0.1s"})
+    c = Client(gw)
+    c.connect()
+    gw.close_later = lambda s, delay, why: None
+    c.s.feed(sends(c, 3))
+    for _ in range(3):
+        time.sleep(0.04)
+        c.s.feed(sends(c, 1))
+    assert acks(c) == [1, 1, 22, 22, 22, 22] and c.s.rate_kicked
+
+
+def test_recent_lag_averages_the_last_seconds_and_counts_an_overdue_probe(monkeypatch):
+    from mesh.base import loop_lag
+
+    samples = loop_lag._recent
+    monkeypatch.setattr(loop_lag, "_recent", type(samples)(maxlen=samples.maxlen))
+    assert loop_lag.recent_lag(100.0) == 0.0
+    for i in range(10):
+        loop_lag._recent.append((100.0 + i * 0.1, 3.0 if i % 2 else 1.0))
+    assert abs(loop_lag.recent_lag(101.0) - 2.0) < 1e-9
+    assert loop_lag.recent_lag(110.0) > 8  # the probe has not run for 9 s: the loop is stuck
