@@ -98,8 +98,11 @@ class Gateway:
             return None
         if len(self.sessions) >= self.max_connections:
             metrics.gw_rejected.labels("too_many_connections").inc()
-            log.warning("refusing connection from %s: %d connections open (conn.maxConnections)",
-                        getattr(transport, "remote", "?"), len(self.sessions))
+            n = self.log_throttle.hit("node-connections", time.monotonic())
+            if n is not None:
+                log.warning("refusing connections (from %s and %d more since the last line): %d connections open "
+                            "(conn.maxConnections); logged once a minute", getattr(transport, "remote", "?"), n - 1,
+                            len(self.sessions))
             return None
         ip = ip_of(getattr(transport, "remote", ""))
         if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip and ip not in self.ip_exempt:

@@ -26,6 +26,7 @@ import gevent.pool  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from gateway.client import WKClient  # noqa: E402
+from ops.bench import BENCH_LIMITS  # noqa: E402
 from tests.support.servers import Cluster, wait_until  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def rss_kb(pid: int) -> int:
 
 def measure(transport: str, conns: int, concurrency: int) -> dict:
     c = Cluster(1, extra={"tokenAuthOn": False, "conn.maxConnections": conns + 1000, "logger.level": "WARNING",
-                          "conn.maxConnectionsPerIp": 0,
+                          **BENCH_LIMITS,
                           "conn.idleTimeout": "1h"})
     try:
         c.start()

@@ -26,11 +26,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from ops.bench import BENCH_LIMITS  # noqa: E402
 from tests.support.servers import Cluster, http, wait_until  # noqa: E402
-
-# benchmarks measure throughput: the per-client send limits (a flood defence) are off
-BENCH_LIMITS = {"limits.connSendRate": 0, "limits.uidSendRate": 0, "limits.httpFromUidRate": 0,
-                "limits.httpTokenRate": 0, "conn.maxConnectionsPerIp": 0}
 
 IDLE = ("acquire_with_timeout", "Queue.get", "_wait_for_tstate_lock")
 

@@ -21,13 +21,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from ops.bench import machine  # noqa: E402
+from ops.bench import BENCH_LIMITS, machine  # noqa: E402
 from ops.bench.report import replace_section  # noqa: E402
 from tests.support.servers import Cluster, http, wait_until  # noqa: E402
-
-# benchmarks measure throughput: the per-client send limits (a flood defence) are off
-BENCH_LIMITS = {"limits.connSendRate": 0, "limits.uidSendRate": 0, "limits.httpFromUidRate": 0,
-                "limits.httpTokenRate": 0, "conn.maxConnectionsPerIp": 0}
 
 PY = sys.executable
 DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")

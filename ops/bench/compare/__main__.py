@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, ROOT)
 
-from ops.bench import machine  # noqa: E402
+from ops.bench import BENCH_LIMITS, machine  # noqa: E402
 from ops.bench.loadgen.harness import merge, run_workers  # noqa: E402
 from ops.bench.report import replace_section  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -156,7 +156,8 @@ def run_peer(system: str, args, base: str) -> list[dict]:
 
 
 def run_skein(args) -> list[dict]:
-    c = Cluster(3, extra={"tokenAuthOn": False, "logger.level": "WARNING", "conn.maxConnections": 20000})
+    c = Cluster(3, extra={"tokenAuthOn": False, "logger.level": "WARNING", "conn.maxConnections": 20000,
+                          **BENCH_LIMITS})
     try:
         c.start()
         wait_until(lambda: all(s["ready"] for s in http("GET", c.nodes[1].api + "/cluster/slots")[1]["slots"]), 60,
