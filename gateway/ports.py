@@ -99,6 +99,9 @@ class SessionHost(Protocol):
     max_pending_frames: int  # conn.maxPendingFrames: outbound frames queued before a client counts as slow
     retry_interval: float  # messageRetry.interval: seconds before an unacknowledged RECV is resent
     retry_max: int  # messageRetry.maxCount: resends before giving up (0: no resends)
+    max_pending_sends: int  # conn.maxPendingSends: a session's pending SENDs before it stops being read
+    node_max_pending_sends: int  # limits.nodePendingSends: the node's, before every session waits for its last SEND
+    pending_sends: int  # SENDs of all sessions waiting for their outcome (sessions keep it up to date)
 
     # the session's life
     def on_authenticated(self, s: Session) -> None:
@@ -116,6 +119,16 @@ class SessionHost(Protocol):
 
     def submit(self, req: SendRequest, done: Callable[[SendResult], None]) -> None:
         """Hand a SEND on; ``done`` is called once with its outcome (never raises)."""
+
+    # admission
+    def admit_send(self, s: Session) -> bool:
+        """Take a token from the connection's and the uid's send bucket; False (counted, logged) when over."""
+
+    def refused_read_delay(self, s: Session) -> float:
+        """Seconds a connection that was just refused waits before its next read."""
+
+    def rate_limit_kick(self, s: Session) -> None:
+        """Still over its limit after the grace period: DISCONNECT 22 and close."""
 
     # RECVs waiting for a RECVACK
     def retry_started(self, s: Session) -> None:
