@@ -22,9 +22,9 @@ until half of them are answered (``on_resume`` wakes the listener, which calls
 ``resume()``); while the whole node has more than ``limits.nodePendingSends`` pending,
 every connection waits for its previous SEND before its next one is read (fair and
 bounded). A SEND over the connection's or the uid's rate (token buckets, checked by the
-gateway before any decryption) gets SENDACK 22 (RateLimit) and the listener reads more
-slowly (``read_delay()``); a client still refused after ``limits.graceSeconds`` is sent
-DISCONNECT 22 and closed.
+gateway before any decryption) gets SENDACK 22 (RateLimit), and after a read with many
+refusals the listener waits before reading more (``read_delay()``); a client still
+refused after ``limits.graceSeconds`` is sent DISCONNECT 22 and closed.
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ log = logging.getLogger("gateway.session")
 NEW, AUTHING, AUTHED, CLOSED = 0, 1, 2, 3
 SPECIAL_CHARS = ("@", "#", "&")
 MANAGER_UID = "____manager"
+REFUSED_PER_READ = 32  # refusals in one read after which the listener pauses before reading more
 VISITOR_SUFFIX = "___vstr"
 
 
@@ -53,7 +54,7 @@ class Session:
                  "device_id", "device_level", "cipher", "created", "last_recv", "_out", "_writing", "retry",
                  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_packets", "out_packets", "close_reason",
                  "remote", "pending_sends", "paused", "backlog", "on_resume", "bucket", "offence",
-                 "refused_recently", "rate_kicked", "__weakref__")
+                 "refused", "rate_kicked", "__weakref__")
 
     def __init__(self, gw: SessionHost, transport, conn_id: int) -> None:
         self.gw = gw
@@ -83,7 +84,7 @@ class Session:
         self.on_resume: Any = None  # set by the listener: wakes its read loop when the session unpauses
         self.bucket: Any = None  # the connection's send TokenBucket (created by the gateway at login)
         self.offence: Any = None  # Offence: how long this connection has been refused
-        self.refused_recently = False  # a SEND was refused since the listener last read
+        self.refused = 0  # SENDs refused since the listener last asked read_delay()
         self.rate_kicked = False
 
     # ------------------------------------------------------------------ input
@@ -144,9 +145,9 @@ class Session:
         """Seconds the listener should wait before reading more (0: read on)."""
         if self.rate_kicked:
             return 1.0
-        if not self.refused_recently:
+        n, self.refused = self.refused, 0
+        if n < REFUSED_PER_READ:  # one SEND per WebSocket message, or a few: refusing them is cheap
             return 0.0
-        self.refused_recently = False
         return self.gw.refused_read_delay(self)
 
     # ------------------------------------------------------------------ send admission
@@ -154,7 +155,7 @@ class Session:
         """Rate limits: True to go on; otherwise SENDACK 22 was written (and maybe a kick is under way)."""
         if self.gw.admit_send(self):
             return True
-        self.refused_recently = True
+        self.refused += 1
         res = SendResult(wk.REASON_RATE_LIMIT)
         if self.dialect == "json":
             self._json_sendack(rid, flags, res)

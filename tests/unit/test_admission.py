@@ -146,7 +146,9 @@ def test_over_the_connection_rate_sendack_22_then_disconnect_22_after_grace():
     gw.close_later = lambda s, delay, why: kicked.append((delay, why))
     c.s.feed(sends(c, 8))
     assert acks(c) == [1] * 5 + [22] * 3
-    assert c.s.read_delay() >= 0.1  # the listener reads a flooder more slowly
+    assert c.s.read_delay() == 0.0  # a few refusals in a read: read on
+    c.s.feed(sends(c, 40))
+    assert c.s.read_delay() >= 0.1  # many: the listener reads a flooder more slowly
     assert not kicked
     for _ in range(6):  # still sending, still refused
         time.sleep(0.05)
@@ -154,6 +156,7 @@ def test_over_the_connection_rate_sendack_22_then_disconnect_22_after_grace():
     disc = [p for p in c.t.packets(c.version) if p.type == wk.DISCONNECT]
     assert disc and disc[0].reason_code == wk.REASON_RATE_LIMIT and disc[0].reason == "rate limit exceeded"
     assert kicked and c.s.read_delay() == 1.0
+    assert acks(c) == [1] * 5 + [22] * (3 + 40 + 6)
 
 
 def test_uid_limit_spans_the_uids_connections():
