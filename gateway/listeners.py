@@ -8,9 +8,10 @@ WKProto, text for JSON-RPC), as WuKongIM's JS SDKs require.
 
 The read loops apply the session's admission: while the session is ``paused`` (too
 many SENDs pending) they do not read (TCP flow control pushes back on the client) and
-wait to be woken; after a refused SEND they wait ``read_delay()``; and they yield to
-the hub after every read, so a client that keeps the socket full cannot hold the event
-loop away from other connections, the mesh and ``/health``.
+wait to be woken; after many refused SENDs they wait ``read_delay()``; they dispatch
+the session's backlog before reading more; and they yield to the hub after every
+read, so a client that keeps the socket full cannot hold the event loop away from
+other connections, the mesh and ``/health``.
 """
 from __future__ import annotations
 
@@ -106,19 +107,24 @@ class Admission:
         session.on_resume = self.event.set
 
     def ready(self) -> bool:
-        """Wait until the session may read again; False once it is closed."""
+        """Wait until the session may read again (its backlog dispatched); False once it is closed."""
         s = self.session
-        delay = s.read_delay()
-        gevent.sleep(delay)  # 0: just let the other greenlets run
-        if s.paused:
-            metrics.gw_reads_paused.inc()
-        while s.paused and s.state != CLOSED:
-            self.event.clear()
+        counted = False
+        while s.state != CLOSED:
+            gevent.sleep(s.read_delay())  # 0: just let the other greenlets run
             if s.paused:
-                self.event.wait(1.0)
-            if not s.paused and s.state != CLOSED:
-                s.resume()  # may pause again
-        return s.state != CLOSED
+                if not counted:
+                    metrics.gw_reads_paused.inc()
+                    counted = True
+                self.event.clear()
+                if s.paused:
+                    self.event.wait(1.0)
+                continue
+            if s.backlog:
+                s.resume()  # may pause or throttle again
+                continue
+            return True
+        return False
 
 
 def start_tcp_listener(node) -> StreamServer:

@@ -22,8 +22,9 @@ until half of them are answered (``on_resume`` wakes the listener, which calls
 ``resume()``); while the whole node has more than ``limits.nodePendingSends`` pending,
 every connection waits for its previous SEND before its next one is read (fair and
 bounded). A SEND over the connection's or the uid's rate (token buckets, checked by the
-gateway before any decryption) gets SENDACK 22 (RateLimit), and after a read with many
-refusals the listener waits before reading more (``read_delay()``); a client still
+gateway before any decryption) gets SENDACK 22 (RateLimit); after ``REFUSED_PER_READ``
+refusals the rest waits in the backlog and the listener waits (``read_delay()``, until a
+token is due, 0.1-1 s) before going on, so a flooder costs little CPU; a client still
 refused after ``limits.graceSeconds`` is sent DISCONNECT 22 and closed.
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ log = logging.getLogger("gateway.session")
 NEW, AUTHING, AUTHED, CLOSED = 0, 1, 2, 3
 SPECIAL_CHARS = ("@", "#", "&")
 MANAGER_UID = "____manager"
-REFUSED_PER_READ = 32  # refusals in one read after which the listener pauses before reading more
+REFUSED_PER_READ = 32  # refusals after which dispatch stops and the listener waits before going on
 VISITOR_SUFFIX = "___vstr"
 
 
@@ -54,7 +55,7 @@ class Session:
                  "device_id", "device_level", "cipher", "created", "last_recv", "_out", "_writing", "retry",
                  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_packets", "out_packets", "close_reason",
                  "remote", "pending_sends", "paused", "backlog", "on_resume", "bucket", "offence",
-                 "refused", "rate_kicked", "__weakref__")
+                 "refused", "throttled", "rate_kicked", "__weakref__")
 
     def __init__(self, gw: SessionHost, transport, conn_id: int) -> None:
         self.gw = gw
@@ -85,6 +86,7 @@ class Session:
         self.bucket: Any = None  # the connection's send TokenBucket (created by the gateway at login)
         self.offence: Any = None  # Offence: how long this connection has been refused
         self.refused = 0  # SENDs refused since the listener last asked read_delay()
+        self.throttled = False  # REFUSED_PER_READ refusals: dispatch stops until the listener has waited
         self.rate_kicked = False
 
     # ------------------------------------------------------------------ input
@@ -122,7 +124,7 @@ class Session:
     def _dispatch(self, items: list) -> None:
         binary = self.dialect == "bin"
         for i, item in enumerate(items):
-            if self.paused:
+            if self.paused or self.throttled:
                 self.backlog = items[i:]
                 return
             self.in_packets += 1
@@ -148,6 +150,7 @@ class Session:
         n, self.refused = self.refused, 0
         if n < REFUSED_PER_READ:  # one SEND per WebSocket message, or a few: refusing them is cheap
             return 0.0
+        self.throttled = False
         return self.gw.refused_read_delay(self)
 
     # ------------------------------------------------------------------ send admission
@@ -156,6 +159,8 @@ class Session:
         if self.gw.admit_send(self):
             return True
         self.refused += 1
+        if self.refused >= REFUSED_PER_READ:
+            self.throttled = True  # the rest of this read waits in the backlog: refusing costs CPU too
         res = SendResult(wk.REASON_RATE_LIMIT)
         if self.dialect == "json":
             self._json_sendack(rid, flags, res)

@@ -148,7 +148,8 @@ def test_over_the_connection_rate_sendack_22_then_disconnect_22_after_grace():
     assert acks(c) == [1] * 5 + [22] * 3
     assert c.s.read_delay() == 0.0  # a few refusals in a read: read on
     c.s.feed(sends(c, 40))
-    assert c.s.read_delay() >= 0.1  # many: the listener reads a flooder more slowly
+    assert acks(c) == [1] * 5 + [22] * (3 + 32) and len(c.s.backlog) == 8  # 32 refused, the rest waits
+    assert c.s.read_delay() >= 0.1  # many: the listener waits before going on
     assert not kicked
     for _ in range(6):  # still sending, still refused
         time.sleep(0.05)
