@@ -213,8 +213,11 @@ class Gateway:
     def rate_limit_kick(self, s: Session) -> None:
         """The client kept sending over its limit past the grace period: DISCONNECT 22, then close."""
         metrics.gw_rejected.labels("rate_limit").inc()
-        log.warning("rate limit: disconnecting uid=%s conn=%s remote=%s, still over its send limit after %.0fs",
-                    s.uid, s.conn_id, s.remote, self.grace)
+        n = self.log_throttle.hit("kick:" + s.uid, time.monotonic())
+        if n is not None:
+            log.warning("rate limit: disconnecting uid=%s conn=%s remote=%s, still over its send limit after %.0fs "
+                        "(%d disconnect(s) of this uid since the last line, logged once a minute)", s.uid, s.conn_id,
+                        s.remote, self.grace, n)
         s.kick(wk.REASON_RATE_LIMIT, "rate limit exceeded", 0.5)
 
     # ------------------------------------------------------------------ logins and kicks

@@ -183,8 +183,10 @@ def test_flooder_is_refused_and_disconnected_and_harms_no_one(cluster):
         assert node.get("/health")[0] == 200
     assert metric(n1, "skein_send_rate_limited_total") >= refused
     # the log names the offender about once a minute, not per message
-    lines = [ln for ln in n1.proc.output().splitlines() if "rate limit: SENDs of uid=" + flooder in ln]
-    assert 1 <= len(lines) <= 2, lines
+    out_lines = n1.proc.output().splitlines()
+    lines = [ln for ln in out_lines if "rate limit: SENDs of uid=" + flooder in ln]
+    kicks = [ln for ln in out_lines if "rate limit: disconnecting uid=" + flooder in ln]
+    assert 1 <= len(lines) <= 2 and 1 <= len(kicks) <= 2, (lines, kicks)
 
 
 def test_http_send_over_the_from_uid_limit_gets_429(cluster):
