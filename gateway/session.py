@@ -25,7 +25,9 @@ bounded). A SEND over the connection's or the uid's rate (token buckets, checked
 gateway before any decryption) gets SENDACK 22 (RateLimit); after ``REFUSED_PER_READ``
 refusals the rest waits in the backlog and the listener waits (``read_delay()``, until a
 token is due, 0.1-1 s) before going on, so a flooder costs little CPU; a client still
-refused after ``limits.graceSeconds`` is sent DISCONNECT 22 and closed.
+refused after ``limits.graceSeconds`` is sent DISCONNECT 22 and closed. One dispatch
+handles at most ``DISPATCH_BATCH`` packets (the rest waits in the backlog the same way),
+so no read holds the event loop for long.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ log = logging.getLogger("gateway.session")
 NEW, AUTHING, AUTHED, CLOSED = 0, 1, 2, 3
 SPECIAL_CHARS = ("@", "#", "&")
 MANAGER_UID = "____manager"
+DISPATCH_BATCH = 256  # packets dispatched before the listener lets other greenlets run (a PING flood)
 REFUSED_PER_READ = 32  # refusals after which dispatch stops and the listener waits before going on
 VISITOR_SUFFIX = "___vstr"
 
@@ -124,7 +127,7 @@ class Session:
     def _dispatch(self, items: list) -> None:
         binary = self.dialect == "bin"
         for i, item in enumerate(items):
-            if self.paused or self.throttled:
+            if self.paused or self.throttled or i == DISPATCH_BATCH:
                 self.backlog = items[i:]
                 return
             self.in_packets += 1

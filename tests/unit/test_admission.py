@@ -258,3 +258,17 @@ def test_recent_lag_averages_the_last_seconds_and_counts_an_overdue_probe(monkey
         loop_lag._recent.append((100.0 + i * 0.1, 3.0 if i % 2 else 1.0))
     assert abs(loop_lag.recent_lag(101.0) - 2.0) < 1e-9
     assert loop_lag.recent_lag(110.0) > 8  # the probe has not run for 9 s: the loop is stuck
+
+
+def test_one_dispatch_handles_at_most_a_batch_and_the_rest_waits_its_turn():
+    from gateway.session import DISPATCH_BATCH
+
+    gw = gateway()
+    c = Client(gw)
+    c.connect()
+    c.s.feed(wk.PING_BYTES * (2 * DISPATCH_BATCH + 10))
+    pongs = lambda: sum(1 for p in c.t.packets(c.version) if p.type == wk.PONG)  # noqa: E731
+    assert pongs() == DISPATCH_BATCH and len(c.s.backlog) == DISPATCH_BATCH + 10
+    c.s.resume()
+    c.s.resume()
+    assert pongs() == 2 * DISPATCH_BATCH + 10 and c.s.backlog is None
