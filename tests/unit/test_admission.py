@@ -272,3 +272,43 @@ def test_one_dispatch_handles_at_most_a_batch_and_the_rest_waits_its_turn():
     c.s.resume()
     c.s.resume()
     assert pongs() == 2 * DISPATCH_BATCH + 10 and c.s.backlog is None
+
+
+def test_http_limits_per_from_uid_and_per_token_with_their_exemptions():
+    import falcon
+
+    from api.rate_limit import HttpSendLimits
+    from mesh.base import config
+    from mesh.im.channel_rules import SYSTEM_UID
+
+    env = {"WK_CLUSTER_NODEID": "1", "WK_MANAGERTOKEN": "mt", "WK_LIMITS_HTTPFROMUIDRATE": "1",
+           "WK_LIMITS_HTTPFROMUIDBURST": "2", "WK_LIMITS_HTTPTOKENRATE": "1", "WK_LIMITS_HTTPTOKENBURST": "3"}
+    lim = HttpSendLimits(config.load(None, env=env))
+
+    def refused(uid: str, token: str) -> str | None:
+        try:
+            lim.check(uid, token)
+            return None
+        except falcon.HTTPTooManyRequests as exc:
+            assert exc.headers["Retry-After"] == "1"
+            return exc.title
+
+    assert [refused("a", "mt") for _ in range(3)] == [None, None, "rate limit exceeded for from_uid: too many "
+                                                      "messages, slow down"]
+    assert all(refused(SYSTEM_UID, "mt") is None for _ in range(10))  # system uid + manager token: exempt
+    assert [refused(f"u{i}", "other") is None for i in range(4)] == [True, True, True, False]  # per token
+    assert refused("b", "mt") is None  # another from_uid is served
+
+
+def test_overloaded_node_says_so_in_health(monkeypatch):
+    from types import SimpleNamespace
+
+    from mesh.base import loop_lag
+    from mesh.node import Node
+
+    host = SimpleNamespace(cfg={"health.maxLoopLag": 2.0})
+    monkeypatch.setattr(loop_lag, "recent_lag", lambda: 0.3)
+    assert Node._overload_reasons(host) == []
+    monkeypatch.setattr(loop_lag, "recent_lag", lambda: 2.5)
+    assert Node._overload_reasons(host) == ["overloaded: the event loop runs 2.50s late on average "
+                                            "(health.maxLoopLag 2s)"]
