@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import gevent
 import redis
 
-from gateway.admission import KeyedLimiter
 from mesh.base import metrics
+
+if TYPE_CHECKING:
+    from gateway.admission import KeyedLimiter
 
 log = logging.getLogger("coordinator.rate_counts")
 
@@ -30,7 +33,7 @@ class RateCounts:
         self.conn = conn
         self.prefix = f"skein:{cluster}:rl:"
         self.interval = interval
-        self.limiters: dict[str, KeyedLimiter] = {}
+        self.limiters: dict[str, KeyedLimiter] = {}  # gateway.admission limiters (duck-typed here)
         self._greenlet: gevent.Greenlet | None = None
         self._failing = False
 
