@@ -298,6 +298,9 @@ class Gateway:
                 if now - s.created > self.auth_timeout:
                     s.reject("auth_timeout", f"no CONNECT within {self.auth_timeout:.0f}s")
             elif s.state == AUTHED:
+                if s.paused or s.backlog:
+                    s.last_recv = now  # the node is not reading it (admission): the client is not idle
+                    continue
                 idle = now - s.last_recv
                 if idle > self.idle_timeout:
                     metrics.gw_rejected.labels("idle_timeout").inc()

@@ -169,8 +169,8 @@ def test_flooder_is_refused_and_disconnected_and_harms_no_one(cluster):
           f"delivery p99 {p99(deliv) * 1000:.0f} ms (max {max(deliv) * 1000:.0f}), lost {len(lost)}, "
           f"bad acks {bad_acks[:5]}")
     print(f"pair before the flood: SENDACK p99 {p99(base_lat) * 1000:.0f} ms")
-    print(f"/health: {health.polls} polls, {len(health.failures)} not 200, slowest {health.worst * 1000:.0f} ms; "
-          f"load {os.getloadavg()}")
+    print(f"/health: {health.polls} polls, {len(health.failures)} not 200 {health.failures[:3]}, slowest "
+          f"{health.worst * 1000:.0f} ms; load {os.getloadavg()}")
     assert len(sent) > 100  # enough for a p99 (at most ~360 in 18 s of 50 ms pauses)
     assert not bad_acks and not lost
     assert p99(ack_lat) < 0.5 and p99(deliv) < 0.5, f"uptime load {os.getloadavg()}"

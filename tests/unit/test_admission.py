@@ -138,6 +138,24 @@ def test_session_stops_dispatching_at_max_pending_sends_and_resumes_at_half():
     assert c.t.packets(c.version)[-1].type == wk.PONG and acks(c) == [1] * 25
 
 
+def test_a_paused_session_is_neither_idle_nor_stalled():
+    gw = gateway(**{"conn.maxPendingSends": 2, "conn.partialFrameTimeout": "1s", "conn.idleTimeout": "2s",
+                    "limits.connSendRate": 0, "limits.uidSendRate": 0})
+    sink = HoldingSink()
+    gw.sink = sink
+    c = Client(gw)
+    c.connect()
+    c.s.feed(sends(c, 3) + bytes([0x30, 0x40]))  # paused, with half a frame read
+    assert c.s.paused
+    gw.sweep(time.monotonic() + 5)
+    assert c.s.state != CLOSED
+    sink.answer(2)
+    c.s.resume()
+    assert not c.s.paused and not c.s.backlog
+    gw.sweep(time.monotonic() + 10)  # reading again: now the half frame counts
+    assert c.s.state == CLOSED
+
+
 def test_over_the_connection_rate_sendack_22_then_disconnect_22_after_grace():
     gw = gateway(**{"limits.connSendRate": 1, "limits.connSendBurst": 5, "limits.graceSeconds": "0.2s"})
     c = Client(gw)
