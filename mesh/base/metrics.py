@@ -151,6 +151,9 @@ gw_frames_out = FastCounter("skein_gateway_frames_out_total", "Client frames wri
 gw_bytes_in = FastCounter("skein_gateway_bytes_in_total", "Bytes received from clients", ("transport",))
 gw_bytes_out = FastCounter("skein_gateway_bytes_out_total", "Bytes written to clients", ("transport",))
 gw_rejected = Counter("skein_gateway_rejected_total", "Connections or frames refused for bad input", ["reason"])
+gw_slow_clients = Counter("skein_gateway_slow_clients_total",
+                          "Clients disconnected for not reading: over conn.outboundMaxBytes (bytes), "
+                          "conn.outboundMaxDelay (age) or conn.maxPendingFrames (frames)", ["limit"])
 gw_kicks = Counter("skein_gateway_kicks_total", "Sessions kicked by a newer login or a device quit")
 gw_recv_retries = Counter("skein_gateway_recv_retries_total", "RECV frames resent for lack of RECVACK")
 gw_recv_retry_exhausted = Counter("skein_gateway_recv_retry_exhausted_total",
