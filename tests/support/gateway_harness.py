@@ -21,6 +21,7 @@ class FakeTransport:
         self.text: list[str] = []
         self.closed = False
         self.blocked = False
+        self.writes = 0  # write calls (one may carry several frames)
 
     @staticmethod
     def frame(data, text: bool):
@@ -32,6 +33,7 @@ class FakeTransport:
             raise OSError("closed")
         if self.blocked:
             return 0
+        self.writes += 1
         n = 0
         for b in buffers:
             if isinstance(b, str):
