@@ -210,6 +210,9 @@ class Gateway:
 
     def deliver_batch(self, batch: list) -> int:
         """Deliver several messages; each session's frames go out in one write at the end."""
+        if len(batch) == 1:
+            m, uids, exclude = batch[0]
+            return self.deliver(m, uids, exclude)
         corked: list[Session] = []
         written = 0
         try:
@@ -217,9 +220,7 @@ class Gateway:
                 written += self.deliver(m, uids, exclude, corked)
         finally:
             for s in corked:
-                s._corked = False
-                if s._out is not None:
-                    s.flush()
+                s.uncork()
         return written
 
     def deliver(self, m: Delivery, uids: Iterable[str], exclude: tuple[int, int] | None = None,
@@ -239,8 +240,8 @@ class Gateway:
             for s in sessions:
                 if exclude is not None and exclude[0] == self.node_id and exclude[1] == s.conn_id:
                     continue
-                if corked is not None and not s._corked:
-                    s._corked = True
+                if corked is not None and s._corked is None:
+                    s.cork()
                     corked.append(s)
                 s.deliver(m, cache)
                 written += 1

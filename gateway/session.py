@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import jsonrpc
 from gateway import wkproto as wk
-from gateway.outbound import Outbound
+from gateway.outbound import MAX_BATCH_FRAMES, Outbound
 from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult
 from gateway.session_crypto import CryptoError, SessionCipher, derive_aes_key, new_server_key, random_salt
 
@@ -68,7 +68,7 @@ class Session:
         self.last_recv = self.created
         self._out: Outbound | None = None  # frames the socket has not taken yet
         self._writing = False  # the writer greenlet owns the socket (it did not take everything)
-        self._corked = False  # the gateway is delivering a batch: queue now, write once at the end
+        self._corked: list | None = None  # frames held while the gateway delivers a batch (one write at the end)
         self.retry: dict[int, list] | None = None  # message id -> [frame, due, count]
         self.in_msgs = self.out_msgs = self.in_bytes = self.out_bytes = 0
         self.in_packets = self.out_packets = 0
@@ -426,7 +426,11 @@ class Session:
         self.gw.metrics_bytes_out(self, n)
         out = self._out
         if out is None:
-            if not self._writing and not self._corked:
+            if not self._writing:
+                cork = self._corked
+                if cork is not None:
+                    cork.append(data)
+                    return
                 try:
                     sent = self.transport.write_nowait((data,))
                 except Exception as exc:  # the peer went away
@@ -447,8 +451,40 @@ class Session:
             if over:
                 self.too_slow(over, now)
                 return
-        if not self._writing and not self._corked:
+        if not self._writing:
             self.flush()
+
+    def cork(self) -> None:
+        """Hold this connection's frames until ``uncork`` (the gateway delivers a batch)."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        """Write the frames held since ``cork`` in one ``sendmsg``."""
+        frames, self._corked = self._corked, None
+        if not frames or self.state == CLOSED:
+            return
+        if len(frames) > MAX_BATCH_FRAMES or self._out is not None or self._writing:
+            out = self._out
+            if out is None:
+                out = self._out = Outbound()
+            now = time.monotonic()
+            for f in frames:
+                out.push(f, now)
+            self.flush()
+            return
+        try:
+            sent = self.transport.write_nowait(frames)
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if sent < sum(len(f) for f in frames):
+            out = self._out = Outbound()
+            now = time.monotonic()
+            for f in frames:
+                out.push(f, now)
+            out.sent(sent)
+            self._start_writer()
 
     def flush(self) -> None:
         """Write what the socket takes now without waiting; the writer takes over the rest."""
