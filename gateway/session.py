@@ -31,7 +31,14 @@ from gateway import jsonrpc
 from gateway import wkproto as wk
 from gateway.outbound import MAX_BATCH_FRAMES, Outbound
 from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult
-from gateway.session_crypto import CryptoError, SessionCipher, derive_aes_key, new_server_key, random_salt
+from gateway.session_crypto import (
+    CryptoError,
+    SessionCipher,
+    derive_aes_key,
+    new_server_key,
+    random_salt,
+    recv_sign_prefix,
+)
 
 if TYPE_CHECKING:
     from gateway.gateway import Gateway
@@ -379,9 +386,14 @@ class Session:
                 frame = cached
             else:
                 payload = cipher.encrypt(m.payload)
-                msg_key = cipher.recv_msg_key(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
-                                              channel_id, m.channel_type, payload)
-                frame = cached.frame(msg_key, payload)
+                skey = ("sign", channel_id)
+                prefix = frame_cache.get(skey) if frame_cache is not None else None
+                if prefix is None:
+                    prefix = recv_sign_prefix(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
+                                              channel_id, m.channel_type)
+                    if frame_cache is not None:
+                        frame_cache[skey] = prefix
+                frame = cached.frame(cipher.msg_key(prefix + payload), payload)
             self.write_frame(frame)
         self.out_msgs += 1
         if not (m.flags & wk.FLAG_NO_PERSIST) and self.gw.retry_max > 0:

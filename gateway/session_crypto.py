@@ -134,9 +134,14 @@ class SessionCipher:
 
     def recv_msg_key(self, message_id: int, message_seq: int, client_msg_no: str, timestamp: int,
                      from_uid: str, channel_id: str, channel_type: int, payload: bytes) -> str:
-        sign = (f"{message_id}{message_seq}{client_msg_no}{timestamp}{from_uid}{channel_id}{channel_type}"
-                .encode() + payload)
-        return self.msg_key(sign)
+        return self.msg_key(recv_sign_prefix(message_id, message_seq, client_msg_no, timestamp, from_uid, channel_id,
+                                             channel_type) + payload)
+
+
+def recv_sign_prefix(message_id: int, message_seq: int, client_msg_no: str, timestamp: int, from_uid: str,
+                     channel_id: str, channel_type: int) -> bytes:
+    """The part of a RECV's sign string before the encrypted payload (the same for every recipient)."""
+    return f"{message_id}{message_seq}{client_msg_no}{timestamp}{from_uid}{channel_id}{channel_type}".encode()
 
 
 def client_key_pair(private_bytes: bytes | None = None) -> tuple[X25519PrivateKey, str]:
