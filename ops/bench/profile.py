@@ -112,6 +112,8 @@ def main() -> int:
             per_s = res["deliveries_per_s"]
             print(f"server CPU (3 nodes, during the sample): {cores:.2f} cores; deliveries/s {per_s:.0f}; "
                   f"{cores / max(1e-9, per_s) * 1e6:.0f} us of server CPU per delivery")
+            if res.get("errors"):
+                print(f"errors: {res['errors']}")
         except (ValueError, IndexError, KeyError) as exc:
             print(f"(no CPU per delivery: {exc})")
         with open(raw) as fh:
