@@ -119,3 +119,23 @@ def test_a_delivery_batch_leaves_each_session_in_one_write(gw):
     writes = c.t.writes
     gw.deliver_batch([(delivery(message_id=300 + i, message_seq=i + 1), ["u1"], None) for i in range(3)])
     assert c.t.writes == writes + 1 and [p.message_seq for p in c.t.packets()[1:]] == [1, 2, 3]
+
+
+def test_a_slow_json_client_gets_a_disconnect_notification(gw):
+    import json
+
+    from tests.support.gateway_harness import FakeTransport
+
+    t = FakeTransport("ws")
+    s = gw.open(t)
+    s.feed(b'{"method":"connect","id":"1","params":{"uid":"u1","token":"t1","deviceFlag":1}}')
+    assert json.loads(t.text[0])["result"]["reasonCode"] == 1
+    t.blocked = True
+    for i in range(5):
+        s.deliver(delivery(message_id=400 + i, message_seq=i + 1, payload=b"q" * 1500))
+    assert s.state == CLOSED
+    t.blocked = False
+    gevent.sleep(0.05)
+    last = json.loads(t.text[-1])
+    assert last["method"] == "disconnect" and last["params"]["reasonCode"] == wk.REASON_SYSTEM_ERROR
+    assert last["params"]["reason"].startswith("slow client") and t.closed
