@@ -60,9 +60,11 @@ def derive_aes_key(priv: X25519PrivateKey, client_key_b64: str) -> bytes:
     return hashlib.md5(base64.b64encode(shared)).hexdigest()[:16].encode()
 
 
+_PADDING = [bytes([n]) * n for n in range(17)]
+
+
 def _pad(data: bytes) -> bytes:
-    n = 16 - (len(data) % 16)
-    return data + bytes([n]) * n
+    return data + _PADDING[16 - (len(data) % 16)]
 
 
 def _unpad(data: bytes) -> bytes:
