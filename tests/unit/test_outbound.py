@@ -6,7 +6,7 @@ import pytest
 
 from gateway import wkproto as wk
 from gateway.outbound import MAX_BATCH_FRAMES, Outbound
-from gateway.session import CLOSED
+from gateway.session import AUTHED, CLOSED
 from mesh.base import metrics
 from tests.unit.test_session import Client, delivery
 
@@ -139,3 +139,43 @@ def test_a_slow_json_client_gets_a_disconnect_notification(gw):
     last = json.loads(t.text[-1])
     assert last["method"] == "disconnect" and last["params"]["reasonCode"] == wk.REASON_SYSTEM_ERROR
     assert last["params"]["reason"].startswith("slow client") and t.closed
+
+
+def test_real_socket_partial_writes_keep_every_frame_whole_and_in_order():
+    """A real socketpair with small buffers and a slow reader: the writer's partial writes never tear a frame."""
+    import socket
+
+    from gateway.listeners import TcpTransport
+    from tests.support.gateway_harness import make_gateway
+
+    g, tokens, _sink, _pub = make_gateway(**{"conn.outboundMaxBytes": 64 * 1024 * 1024, "disableEncryption": True})
+    tokens.tokens[("u1", 1)] = ("t1", 1)
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s = g.open(TcpTransport(a, "pair"))
+    s.feed(wk.encode(wk.Connect(5, 1, "d1", "u1", "t1", 0, "")))  # no encryption: plain RECVs
+    assert s.state == AUTHED
+    n = 300
+    got: list = []
+
+    def read_slowly() -> None:
+        dec = wk.FrameDecoder(5)
+        while len(got) < n + 1:
+            data = b.recv(3000)
+            if not data:
+                return
+            got.extend(dec.feed(data))
+            gevent.sleep(0.001)
+
+    reader = gevent.spawn(read_slowly)
+    for i in range(0, n, 3):  # batches of three messages of uneven sizes
+        g.deliver_batch([(delivery(message_id=1000 + i + j, message_seq=i + j + 1, payload=b"p" * (100 + 997 * j)),
+                          ["u1"], None) for j in range(3)])
+    assert s._writing  # the socket could not take it all: the writer is draining
+    reader.join(timeout=20)
+    assert [p.message_seq for p in got[1:]] == list(range(1, n + 1))
+    assert s._out is None and not s._writing and s.state != CLOSED
+    s.close("done")
+    b.close()
