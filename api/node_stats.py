@@ -17,13 +17,20 @@ from collections.abc import Callable
 import gevent
 from prometheus_client import REGISTRY
 
+from mesh.base import metrics
 from mesh.net import wire
 
 COUNTERS = {"in": "skein_messages_in_total", "out": "skein_messages_out_total"}
+_FAST = {"skein_messages_in_total": metrics.messages_in, "skein_messages_out_total": metrics.messages_out}
 MESH_METHOD = wire.MGR_STATS
 
 
 def _read_counter(name: str) -> float:
+    # the two sampled counters are read from their cells: REGISTRY.get_sample_value walks every
+    # metric of the node (a few ms each second, 4% of a busy node's Python time in a profile)
+    fast = _FAST.get(name)
+    if fast is not None:
+        return fast.total()
     return REGISTRY.get_sample_value(name) or 0.0
 
 

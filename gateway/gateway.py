@@ -15,6 +15,13 @@ byte); every SEND takes a token from its connection's bucket (``limits.connSendR
 and its uid's (``limits.uidSendRate``, counted across nodes through Redis by
 ``coordinator.rate_counts``); the manager uid is exempt. Refusals are counted in
 ``skein_send_rate_limited_total`` and logged once per offender per minute.
+``conn.partialFrameTimeout``, clients whose oldest unwritten frame is older than
+``conn.outboundMaxDelay``, and resends RECVs not acknowledged.
+
+Delivery: the messaging layer hands committed messages to ``deliver_later`` (the
+commit path and the mesh's broadcast loop only enqueue); one delivery greenlet builds
+each recipient session's RECV and queues it on the session, which writes without
+waiting (a batch of messages leaves each session in one write).
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import gevent
+import gevent.event
 
 from gateway import wkproto as wk
 from gateway.admission import KeyedLimiter, LogThrottle, Offence, TokenBucket
@@ -65,6 +73,8 @@ class Gateway:
         self.per_ip: dict[str, int] = {}
         self.log_throttle = LogThrottle(60.0)
         self._pruned = 0.0
+        self.out_max_bytes = cfg["conn.outboundMaxBytes"]
+        self.out_max_delay = cfg["conn.outboundMaxDelay"]
         self.retry_interval = cfg["messageRetry.interval"]
         self.retry_max = cfg["messageRetry.maxCount"]
         self.retry_scan = cfg["messageRetry.scanInterval"]
@@ -76,10 +86,13 @@ class Gateway:
         self.online_listeners: list[Callable[[Session, bool], None]] = []
         self.counts = {"tcp": [0, 0], "ws": [0, 0]}  # [unauthenticated, authenticated]
         self.accepting = True
+        self._deliveries: list[tuple[Delivery, Iterable[str], tuple[int, int] | None]] = []
+        self._delivery_wake = gevent.event.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._greenlets = [gevent.spawn(self._sweep_loop), gevent.spawn(self._retry_loop)]
+        self._greenlets = [gevent.spawn(self._sweep_loop), gevent.spawn(self._retry_loop),
+                           gevent.spawn(self._delivery_loop)]
 
     def stop(self) -> None:
         gevent.killall(self._greenlets, block=False)
@@ -254,8 +267,48 @@ class Gateway:
         gevent.spawn_later(delay, s.close, why, logging.INFO)
 
     # ------------------------------------------------------------------ delivery
-    def deliver(self, m: Delivery, uids: Iterable[str], exclude: tuple[int, int] | None = None) -> int:
-        """Write ``m`` to every local session of ``uids`` (except the sending connection)."""
+    def deliver_later(self, m: Delivery, uids: Iterable[str], exclude: tuple[int, int] | None = None) -> None:
+        """Queue ``m`` for this node's sessions of ``uids``; the delivery greenlet writes it.
+
+        The commit path and the mesh's broadcast loop call this, so neither ever waits on
+        a client (nor spends its time building RECVs).
+        """
+        self._deliveries.append((m, uids, exclude))
+        if len(self._deliveries) == 1:
+            self._delivery_wake.set()
+
+    def _delivery_loop(self) -> None:
+        while True:
+            self._delivery_wake.wait()
+            self._delivery_wake.clear()
+            while self._deliveries:
+                batch, self._deliveries = self._deliveries, []
+                try:
+                    self.deliver_batch(batch)
+                except Exception:
+                    log.exception("delivery of %d message(s) failed", len(batch))
+
+    def deliver_batch(self, batch: list) -> int:
+        """Deliver several messages; each session's frames go out in one write at the end."""
+        if len(batch) == 1:
+            m, uids, exclude = batch[0]
+            return self.deliver(m, uids, exclude)
+        corked: list[Session] = []
+        written = 0
+        try:
+            for m, uids, exclude in batch:
+                written += self.deliver(m, uids, exclude, corked)
+        finally:
+            for s in corked:
+                s.uncork()
+        return written
+
+    def deliver(self, m: Delivery, uids: Iterable[str], exclude: tuple[int, int] | None = None,
+                corked: list[Session] | None = None) -> int:
+        """Write ``m`` to every local session of ``uids`` (except the sending connection).
+
+        With ``corked``, sessions only queue (and are added to the list) until the caller flushes them.
+        """
         written = 0
         cache: dict = {}
         by_uid = self.by_uid
@@ -267,6 +320,9 @@ class Gateway:
             for s in sessions:
                 if exclude is not None and exclude[0] == self.node_id and exclude[1] == s.conn_id:
                     continue
+                if corked is not None and s._corked is None:
+                    s.cork()
+                    corked.append(s)
                 s.deliver(m, cache)
                 written += 1
         if written:
@@ -274,6 +330,18 @@ class Gateway:
             if m.committed_at:
                 metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
         return written
+
+    # ------------------------------------------------------------------ writers
+    def start_writer(self, s: Session) -> None:
+        """A session's socket did not take everything: its own greenlet waits and writes the rest."""
+        gevent.spawn(s.drain)
+
+    def close_transport_later(self, s: Session, delay: float) -> None:
+        gevent.spawn_later(delay, s._close_transport)
+
+    def count_slow(self, s: Session, limit: str) -> None:
+        metrics.gw_rejected.labels("slow_client").inc()
+        metrics.gw_slow_clients.labels(limit).inc()
 
     def local_sessions(self, uid: str) -> list[Session]:
         return list(self.by_uid.get(uid, ()))
@@ -294,6 +362,10 @@ class Gateway:
             self.uid_limiter.prune(now)
             self.log_throttle.prune(now)
         for s in list(self.sessions.values()):
+            out = s._out
+            if out and now - out.times[0] > self.out_max_delay:
+                s.too_slow("age", now)
+                continue
             if s.state == NEW:
                 if now - s.created > self.auth_timeout:
                     s.reject("auth_timeout", f"no CONNECT within {self.auth_timeout:.0f}s")

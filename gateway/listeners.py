@@ -1,10 +1,13 @@
 """Client listeners: raw TCP (gevent StreamServer) and WebSocket (gevent-websocket, any path).
 
-Each accepted connection becomes a transport (``send_binary``, ``send_text``,
-``close``) and a ``Session`` of the node's gateway; the listener's greenlet reads the
-socket and feeds the bytes to the session. On WebSocket, binary and text messages feed
-the same byte stream, and every outbound frame is one WebSocket message (binary for
-WKProto, text for JSON-RPC), as WuKongIM's JS SDKs require.
+Each accepted connection becomes a transport and a ``Session`` of the node's gateway;
+the listener's greenlet reads the socket and feeds the bytes to the session. A
+transport frames what the session writes (``frame``), writes without waiting
+(``write_nowait``: one ``sendmsg`` of several queued frames, what the kernel takes now)
+or, in the connection's writer greenlet only, waits for the socket (``write_wait``),
+and closes without waiting. On WebSocket, binary and text messages feed the same byte
+stream, and every outbound frame is one WebSocket message (binary for WKProto, text
+for JSON-RPC), as WuKongIM's JS SDKs require.
 
 The read loops apply the session's admission: while the session is ``paused`` (too
 many SENDs pending) they do not read (TCP flow control pushes back on the client) and
@@ -29,12 +32,8 @@ from mesh.base.config import split_hostport
 log = logging.getLogger("gateway.listeners")
 
 
-def send_all(sock, data: bytes) -> None:
-    """Write all of ``data``: one ``send()`` usually takes it all (gevent's ``sendall()``
-    first asks the kernel for the socket's buffer size, a system call per write)."""
-    n = sock.send(data)
-    if n < len(data):
-        sock.sendall(memoryview(data)[n:])
+_DONTWAIT = pysocket.MSG_DONTWAIT
+_WS_CLOSE = b"\x88\x02\x03\xe8"  # close frame, status 1000
 
 
 def ws_frame_header(opcode: int, n: int) -> bytes:
@@ -46,19 +45,35 @@ def ws_frame_header(opcode: int, n: int) -> bytes:
     return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
 
 
+def write_nowait(sock, buffers) -> int:
+    """Write what the kernel takes now of ``buffers`` in one ``sendmsg`` (0 when it takes nothing)."""
+    try:
+        return sock.sendmsg(buffers, (), _DONTWAIT)
+    except BlockingIOError:
+        return 0
+
+
 class TcpTransport:
+    """A raw TCP client: frames are written back to back (several in one ``sendmsg``)."""
+
     __slots__ = ("sock", "remote")
     kind = "tcp"
+    goodbye = b""
 
     def __init__(self, sock, remote: str) -> None:
         self.sock = sock
         self.remote = remote
 
-    def send_binary(self, data: bytes) -> None:
-        send_all(self.sock, data)
+    @staticmethod
+    def frame(data, text: bool) -> bytes:
+        return data.encode() if isinstance(data, str) else data
 
-    def send_text(self, text: str) -> None:
-        send_all(self.sock, text.encode())
+    def write_nowait(self, buffers) -> int:
+        return write_nowait(self.sock, buffers)
+
+    def write_wait(self, buffers) -> int:
+        """Wait (this greenlet only) until the socket takes some of ``buffers``."""
+        return self.sock.sendmsg(buffers)
 
     def close(self) -> None:
         try:
@@ -69,29 +84,43 @@ class TcpTransport:
 
 
 class WsTransport:
-    __slots__ = ("ws", "remote")
+    """A WebSocket client: every frame is its own WebSocket message (binary for WKProto, text for
+    JSON-RPC), written straight to the socket as gevent-websocket would frame it; several
+    messages may share one ``sendmsg``."""
+
+    __slots__ = ("ws", "remote", "sock")
     kind = "ws"
+    goodbye = _WS_CLOSE
 
     def __init__(self, ws, remote: str) -> None:
         self.ws = ws
         self.remote = remote
+        self.sock = ws.handler.socket
 
-    def send_binary(self, data: bytes) -> None:
-        self._send(0x2, data)
+    @staticmethod
+    def frame(data, text: bool) -> bytes:
+        if isinstance(data, str):
+            data = data.encode()
+        return ws_frame_header(0x1 if text else 0x2, len(data)) + data
 
-    def send_text(self, text: str) -> None:
-        self._send(0x1, text.encode())
-
-    def _send(self, opcode: int, data: bytes) -> None:
-        """One unmasked final frame written straight to the socket (as geventwebsocket would frame it)."""
-        ws = self.ws
-        if ws.closed:
+    def write_nowait(self, buffers) -> int:
+        if self.ws.closed:
             raise OSError("websocket closed")
-        send_all(ws.handler.socket, ws_frame_header(opcode, len(data)) + data)
+        return write_nowait(self.sock, buffers)
+
+    def write_wait(self, buffers) -> int:
+        if self.ws.closed:
+            raise OSError("websocket closed")
+        return self.sock.sendmsg(buffers)
 
     def close(self) -> None:
+        """Never waits: the close frame went out through the session's buffer (``goodbye``)."""
         try:
-            self.ws.close()
+            self.sock.shutdown(pysocket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.ws.close()  # the socket is shut: marks it closed without waiting on anything
         except Exception:
             pass
 

@@ -97,6 +97,8 @@ class SessionHost(Protocol):
     cfg_disable_encryption: bool
     cfg_disable_jsonrpc: bool
     max_pending_frames: int  # conn.maxPendingFrames: outbound frames queued before a client counts as slow
+    out_max_bytes: int  # conn.outboundMaxBytes: outbound bytes queued before a client counts as slow
+    out_max_delay: float  # conn.outboundMaxDelay: seconds the oldest queued frame may wait
     retry_interval: float  # messageRetry.interval: seconds before an unacknowledged RECV is resent
     retry_max: int  # messageRetry.maxCount: resends before giving up (0: no resends)
     max_pending_sends: int  # conn.maxPendingSends: a session's pending SENDs before it stops being read
@@ -112,6 +114,13 @@ class SessionHost(Protocol):
 
     def close_later(self, s: Session, delay: float, why: str) -> None:
         """Close ``s`` after ``delay`` seconds (after a kick's DISCONNECT)."""
+
+    # the session's writes
+    def start_writer(self, s: Session) -> None:
+        """The socket did not take everything: run ``s.drain()`` in its own greenlet."""
+
+    def close_transport_later(self, s: Session, delay: float) -> None:
+        """Close ``s``'s transport after ``delay`` seconds even if its last frames are not out."""
 
     # what a client asks for
     def authenticate(self, uid: str, device_flag: int, token: str) -> AuthResult:
@@ -147,6 +156,9 @@ class SessionHost(Protocol):
     def metrics_json_in(self, s: Session, method: str) -> None: ...
 
     def count_reject(self, s: Session | None, kind: str) -> None: ...
+
+    def count_slow(self, s: Session, limit: str) -> None:
+        """``s`` is disconnected as slow; ``limit`` is "bytes", "age" or "frames"."""
 
     def count_retry(self) -> None: ...
 

@@ -11,9 +11,12 @@ Bad input closes the session cleanly: a DISCONNECT (or CONNACK during CONNECT) w
 reason code where WKProto has one, a JSON-RPC error in the JSON dialect, a counted
 rejection, one log line; nothing escapes to the listener.
 
-Writes never block each other: while one greenlet is sending, frames from others are
-queued and flushed by it, in order. A client that does not read (queue over
-``conn.maxPendingFrames``) is closed as slow.
+Writes never wait: a frame goes to the socket at once when it takes it, otherwise into
+the connection's outbound buffer (``gateway.outbound``), drained by the connection's own
+writer greenlet. A client whose buffer goes over ``conn.outboundMaxBytes``, whose
+oldest queued frame is older than ``conn.outboundMaxDelay`` (or with more than
+``conn.maxPendingFrames`` frames) gets a DISCONNECT saying so and is closed; nothing
+else on the node waits for it.
 
 Admission (the read side): while more than ``conn.maxPendingSends`` of its SENDs wait
 for their outcome the session is ``paused``: the packets already decoded wait in a
@@ -40,8 +43,16 @@ from typing import Any
 
 from gateway import jsonrpc
 from gateway import wkproto as wk
+from gateway.outbound import MAX_BATCH_FRAMES, Outbound
 from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult, SessionHost
-from gateway.session_crypto import CryptoError, SessionCipher, derive_aes_key, new_server_key, random_salt
+from gateway.session_crypto import (
+    CryptoError,
+    SessionCipher,
+    derive_aes_key,
+    new_server_key,
+    random_salt,
+    recv_sign_prefix,
+)
 
 log = logging.getLogger("gateway.session")
 
@@ -51,11 +62,12 @@ MANAGER_UID = "____manager"
 DISPATCH_BATCH = 256  # packets dispatched before the listener lets other greenlets run (a PING flood)
 REFUSED_PER_READ = 32  # refusals after which dispatch stops and the listener waits before going on
 VISITOR_SUFFIX = "___vstr"
+CLOSE_LINGER = 3.0  # seconds a closed connection's last frames (DISCONNECT) may take to go out
 
 
 class Session:
     __slots__ = ("gw", "transport", "conn_id", "state", "dialect", "decoder", "version", "uid", "device_flag",
-                 "device_id", "device_level", "cipher", "created", "last_recv", "_out", "_writing", "retry",
+                 "device_id", "device_level", "cipher", "created", "last_recv", "_out", "_writing", "_corked", "retry",
                  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_packets", "out_packets", "close_reason",
                  "remote", "pending_sends", "paused", "backlog", "on_resume", "bucket", "offence",
                  "refused", "throttled", "rate_kicked", "__weakref__")
@@ -75,8 +87,9 @@ class Session:
         self.cipher: SessionCipher | None = None
         self.created = time.monotonic()
         self.last_recv = self.created
-        self._out: list | None = None
-        self._writing = False
+        self._out: Outbound | None = None  # frames the socket has not taken yet
+        self._writing = False  # the writer greenlet owns the socket (it did not take everything)
+        self._corked: list | None = None  # frames held while the gateway delivers a batch (one write at the end)
         self.retry: dict[int, list] | None = None  # message id -> [frame, due, count]
         self.in_msgs = self.out_msgs = self.in_bytes = self.out_bytes = 0
         self.in_packets = self.out_packets = 0
@@ -459,9 +472,14 @@ class Session:
                 frame = cached
             else:
                 payload = cipher.encrypt(m.payload)
-                msg_key = cipher.recv_msg_key(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
-                                              channel_id, m.channel_type, payload)
-                frame = cached.frame(msg_key, payload)
+                skey = ("sign", channel_id)
+                prefix = frame_cache.get(skey) if frame_cache is not None else None
+                if prefix is None:
+                    prefix = recv_sign_prefix(m.message_id, m.message_seq, m.client_msg_no, m.timestamp, m.from_uid,
+                                              channel_id, m.channel_type)
+                    if frame_cache is not None:
+                        frame_cache[skey] = prefix
+                frame = cached.frame(cipher.msg_key(prefix + payload), payload)
             self.write_frame(frame)
         self.out_msgs += 1
         if not (m.flags & wk.FLAG_NO_PERSIST) and self.gw.retry_max > 0:
@@ -491,43 +509,165 @@ class Session:
             self.gw.retry_done(self)
 
     def write_frame(self, frame, text: bool = False) -> None:
-        """Write one frame (bytes, or str in the JSON dialect); queued while another write is in progress."""
+        """Queue one frame (bytes, or str in the JSON dialect) for the client; never waits.
+
+        The socket usually takes it at once (one non-blocking write); otherwise it waits
+        in the outbound buffer, drained by this connection's own writer. A client over
+        the buffer's limits is disconnected as slow.
+        """
         if self.state == CLOSED:
             return
-        if self._writing:
-            out = self._out
-            if out is None:
-                out = self._out = []
-            out.append((frame, text))
-            if len(out) > self.gw.max_pending_frames:
-                self._out = None
-                self.gw.count_reject(self, "slow_client")
-                self.close("slow client: too many unsent frames")
-            return
-        self._writing = True
-        try:
-            self._send(frame, text)
-            while self._out:
-                batch, self._out = self._out, None
-                for f, t in batch:
-                    if self.state == CLOSED:
-                        return
-                    self._send(f, t)
-        except Exception as exc:  # the peer went away mid-write
-            self._writing = False
-            self.close(f"write failed: {type(exc).__name__}")
-            return
-        self._writing = False
-
-    def _send(self, frame, text: bool) -> None:
-        n = len(frame)
+        data = self.transport.frame(frame, text or isinstance(frame, str))
+        n = len(data)
         self.out_packets += 1
         self.out_bytes += n
-        if text or isinstance(frame, str):
-            self.transport.send_text(frame)
-        else:
-            self.transport.send_binary(frame)
         self.gw.metrics_bytes_out(self, n)
+        out = self._out
+        if out is None:
+            if not self._writing:
+                cork = self._corked
+                if cork is not None:
+                    cork.append(data)
+                    return
+                try:
+                    sent = self.transport.write_nowait((data,))
+                except Exception as exc:  # the peer went away
+                    self._write_failed(exc)
+                    return
+                if sent >= n:
+                    return
+                out = self._out = Outbound()
+                out.push(data, time.monotonic())
+                out.sent(sent)
+                self._start_writer()
+                return
+            out = self._out = Outbound()
+        now = time.monotonic()
+        out.push(data, now)
+        if len(out) > 1:
+            over = out.too_slow(now, self.gw.out_max_bytes, self.gw.out_max_delay, self.gw.max_pending_frames)
+            if over:
+                self.too_slow(over, now)
+                return
+        if not self._writing:
+            self.flush()
+
+    def cork(self) -> None:
+        """Hold this connection's frames until ``uncork`` (the gateway delivers a batch)."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        """Write the frames held since ``cork`` in one ``sendmsg``."""
+        frames, self._corked = self._corked, None
+        if not frames or self.state == CLOSED:
+            return
+        if len(frames) > MAX_BATCH_FRAMES or self._out is not None or self._writing:
+            out = self._out
+            if out is None:
+                out = self._out = Outbound()
+            now = time.monotonic()
+            for f in frames:
+                out.push(f, now)
+            self.flush()
+            return
+        try:
+            sent = self.transport.write_nowait(frames)
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if sent < sum(len(f) for f in frames):
+            out = self._out = Outbound()
+            now = time.monotonic()
+            for f in frames:
+                out.push(f, now)
+            out.sent(sent)
+            self._start_writer()
+
+    def flush(self) -> None:
+        """Write what the socket takes now without waiting; the writer takes over the rest."""
+        out = self._out
+        if out is None or self._writing:
+            return
+        try:
+            while out:
+                n = self.transport.write_nowait(out.batch())
+                if not n:
+                    break
+                out.sent(n)
+        except Exception as exc:
+            self._write_failed(exc)
+            return
+        if out:
+            self._start_writer()
+        elif self.state != CLOSED:
+            self._out = None
+
+    def _start_writer(self) -> None:
+        self._writing = True
+        self.gw.start_writer(self)
+
+    def drain(self) -> None:
+        """The writer: wait until the socket takes the queued frames (runs in its own greenlet).
+
+        After the session is closed it keeps writing what was queued (the last DISCONNECT)
+        until the buffer is empty or the gateway closes the transport.
+        """
+        out = self._out
+        try:
+            while out:
+                n = self.transport.write_wait(out.batch())
+                out.sent(n)
+                if self.state != CLOSED and out:
+                    now = time.monotonic()
+                    over = out.too_slow(now, self.gw.out_max_bytes, self.gw.out_max_delay,
+                                        self.gw.max_pending_frames)
+                    if over:
+                        self.too_slow(over, now)
+        except Exception as exc:
+            self._writing = False
+            self._write_failed(exc)
+            return
+        self._writing = False
+        if self.state == CLOSED:
+            self._close_transport()
+        elif self._out is out and not out:
+            self._out = None
+
+    def _write_failed(self, exc: Exception) -> None:
+        if self.state == CLOSED:
+            self._close_transport()
+        else:
+            self.close(f"write failed: {type(exc).__name__}")
+
+    def too_slow(self, over: str, now: float) -> None:
+        """Disconnect a client that does not read fast enough: DISCONNECT with the figures, then close."""
+        if self.state == CLOSED:
+            return
+        out = self._out
+        queued = out.nbytes if out is not None else 0
+        oldest = out.oldest_age(now) if out is not None else 0.0
+        frames = len(out) if out is not None else 0
+        limit = {"bytes": f"{self.gw.out_max_bytes} bytes", "age": f"{self.gw.out_max_delay:g}s",
+                 "frames": f"{self.gw.max_pending_frames} frames"}[over]
+        text = f"slow client: queued {queued} bytes, oldest {oldest:.1f}s, {frames} frames (limit {limit})"
+        if out is not None:
+            out.drop_unsent()
+        self.gw.count_slow(self, over)
+        if self.dialect == "json" and self.state == AUTHED:
+            self._write_last(self.transport.frame(jsonrpc.dumps(jsonrpc.notification(
+                "disconnect", {"reasonCode": wk.REASON_SYSTEM_ERROR, "reason": text})), True))
+        elif self.dialect == "bin":
+            self._write_last(self.transport.frame(wk.encode(wk.Disconnect(wk.REASON_SYSTEM_ERROR, text),
+                                                            self.version), False))
+        self.close(text, log_level=logging.WARNING)
+
+    def _write_last(self, data) -> None:
+        """Queue a final frame past the limits (the DISCONNECT or the WebSocket close)."""
+        out = self._out
+        if out is None:
+            out = self._out = Outbound()
+        out.push(data, time.monotonic())
 
     # ------------------------------------------------------------------ closing
     def reject(self, kind: str, detail: str, reason: int | None = None) -> None:
@@ -561,13 +701,13 @@ class Session:
         self.gw.close_later(self, delay, f"kicked ({text})")
 
     def close(self, why: str = "", log_level: int = logging.DEBUG) -> None:
+        """Close: what is queued (a DISCONNECT, say) is still written for up to ``CLOSE_LINGER`` seconds."""
         if self.state == CLOSED:
             return
         was_authed = self.state == AUTHED
         self.state = CLOSED
         self.close_reason = why
         self.retry = None
-        self._out = None
         self.backlog = None
         if self.paused:
             self.paused = False
@@ -576,8 +716,20 @@ class Session:
         if why:
             log.log(log_level, "connection closed conn=%s uid=%s remote=%s: %s", self.conn_id, self.uid or "-",
                     self.remote, why)
+        goodbye = getattr(self.transport, "goodbye", b"")
+        if goodbye:
+            self._write_last(goodbye)
+        if self._out is not None and not self._writing:
+            self.flush()
+        if self._out and self._writing:
+            self.gw.close_transport_later(self, CLOSE_LINGER)
+        else:
+            self._close_transport()
+        self.gw.on_closed(self, was_authed)
+
+    def _close_transport(self) -> None:
+        self._out = None
         try:
             self.transport.close()
         except Exception:
             pass
-        self.gw.on_closed(self, was_authed)

@@ -60,9 +60,11 @@ def derive_aes_key(priv: X25519PrivateKey, client_key_b64: str) -> bytes:
     return hashlib.md5(base64.b64encode(shared)).hexdigest()[:16].encode()
 
 
+_PADDING = [bytes([n]) * n for n in range(17)]
+
+
 def _pad(data: bytes) -> bytes:
-    n = 16 - (len(data) % 16)
-    return data + bytes([n]) * n
+    return data + _PADDING[16 - (len(data) % 16)]
 
 
 def _unpad(data: bytes) -> bytes:
@@ -134,9 +136,14 @@ class SessionCipher:
 
     def recv_msg_key(self, message_id: int, message_seq: int, client_msg_no: str, timestamp: int,
                      from_uid: str, channel_id: str, channel_type: int, payload: bytes) -> str:
-        sign = (f"{message_id}{message_seq}{client_msg_no}{timestamp}{from_uid}{channel_id}{channel_type}"
-                .encode() + payload)
-        return self.msg_key(sign)
+        return self.msg_key(recv_sign_prefix(message_id, message_seq, client_msg_no, timestamp, from_uid, channel_id,
+                                             channel_type) + payload)
+
+
+def recv_sign_prefix(message_id: int, message_seq: int, client_msg_no: str, timestamp: int, from_uid: str,
+                     channel_id: str, channel_type: int) -> bytes:
+    """The part of a RECV's sign string before the encrypted payload (the same for every recipient)."""
+    return f"{message_id}{message_seq}{client_msg_no}{timestamp}{from_uid}{channel_id}{channel_type}".encode()
 
 
 def client_key_pair(private_bytes: bytes | None = None) -> tuple[X25519PrivateKey, str]:

@@ -235,6 +235,12 @@ KEYS: tuple[Key, ...] = (
         "An authenticated connection that leaves half a frame unfinished this long is closed."),
     Key("conn.maxPendingFrames", parse_int, 10000,
         "Frames queued for a client that does not read before it is closed as slow.", check=_range(10, 10_000_000)),
+    Key("conn.outboundMaxBytes", parse_int, 4 * 1024 * 1024,
+        "Bytes queued for a client that does not read fast enough before it gets a DISCONNECT and is closed.",
+        check=_range(1024, 1 << 34)),
+    Key("conn.outboundMaxDelay", parse_duration, 10.0,
+        "A client whose oldest queued frame waits longer than this gets a DISCONNECT and is closed "
+        "(it catches up by sync when it reconnects)."),
     Key("conn.maxConnections", parse_int, 100000, "Client connections one node accepts (TCP plus WebSocket).",
         check=_range(1, 10_000_000)),
     Key("conn.maxConnectionsPerIp", parse_int, 5000,

@@ -76,6 +76,10 @@ class FastCounter(_Fast):
     def inc(self, n: float = 1) -> None:
         self.labels().v += n
 
+    def total(self) -> float:
+        """The sum over every label set (cheap: no registry walk)."""
+        return float(sum(cell.v for cell in list(self._cells.values())))
+
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
@@ -160,6 +164,9 @@ gw_reads_paused = Counter("skein_gateway_reads_paused_total",
                           "Times a connection stopped being read because conn.maxPendingSends of its SENDs were pending")
 gw_pending_sends = Gauge("skein_gateway_pending_sends", "Client SENDs waiting for their outcome on this node")
 rate_sync = Counter("skein_rate_limit_syncs_total", "Syncs of the per-uid send counts with Redis", ["outcome"])
+gw_slow_clients = Counter("skein_gateway_slow_clients_total",
+                          "Clients disconnected for not reading: over conn.outboundMaxBytes (bytes), "
+                          "conn.outboundMaxDelay (age) or conn.maxPendingFrames (frames)", ["limit"])
 gw_kicks = Counter("skein_gateway_kicks_total", "Sessions kicked by a newer login or a device quit")
 gw_recv_retries = Counter("skein_gateway_recv_retries_total", "RECV frames resent for lack of RECVACK")
 gw_recv_retry_exhausted = Counter("skein_gateway_recv_retry_exhausted_total",

@@ -16,8 +16,9 @@ messages get seq 0 and are only delivered to online recipients.
 
 On commit the leader broadcasts the message, its recipients and the sending
 connection to skip (``msg.deliver_many``: every message committed in one hub turn in
-one broadcast); every node writes RECV to its own sessions of the recipients. It
-also creates missing person-chat conversations and queues webhooks.
+one broadcast); every node queues the message for its own sessions of the recipients
+(``Gateway.deliver_later``: neither the commit path nor the broadcast loop ever waits
+on a client). It also creates missing person-chat conversations and queues webhooks.
 """
 from __future__ import annotations
 
@@ -349,7 +350,7 @@ class Messages:
         addressed = person_peer(sid, from_uid) if ctype == PERSON else sid
         d = Delivery(mid, seq, cmn, from_uid, addressed, ctype, ts, body, flags, setting, expire, topic or "",
                      committed_at)
-        self.node.gateway.deliver(d, recipients, tuple(exclude) if exclude else None)
+        self.node.gateway.deliver_later(d, recipients, tuple(exclude) if exclude else None)
 
     def _ensure_person_convs(self, r: SlotReplica, data: list) -> None:
         sid, ctype = data[M_CHANNEL], data[M_CTYPE]

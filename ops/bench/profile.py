@@ -5,8 +5,9 @@ scenario against it (any ``python -m ops.bench.loadgen`` arguments after ``--``)
 after a warm-up, samples node 1 with py-spy for ``--seconds``: a flame graph
 (``test-artifacts/profile/node1.svg``, open it in a browser), the raw collapsed stacks
 (``node1.txt``) and a printed summary: functions by own time and by inclusive time,
-with idle threadpool workers left out. ``--gil`` samples only the thread holding the
-GIL (Python work; leaves out time in system calls).
+with idle threadpool workers left out, and the three nodes' CPU per delivery during the
+sample (``/proc`` CPU time over the loader's deliveries/s). ``--gil`` samples only the
+thread holding the GIL (Python work; leaves out time in system calls).
 
     .venv/bin/python ops/bench/profile.py [--seconds 10] [--gil] -- --scenario groups --group-rate 500
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +65,16 @@ def summarise(raw: str, top: int = 25) -> str:
     return "\n".join(out)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far (``/proc/<pid>/stat``)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     argv = sys.argv[1:]
     load = argv[argv.index("--") + 1:] if "--" in argv else ["--scenario", "pairs", "--rate", "1000"]
@@ -83,16 +95,28 @@ def main() -> int:
                                 "--duration", str(duration), *load], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         time.sleep(6)
         pid = str(c.nodes[1].proc.pid)
+        pids = [n.proc.pid for n in c.nodes.values()]
+        cpu0, t0 = cpu_seconds(pids), time.time()
         extra = ["--gil"] if args.gil else []
         raw = os.path.join(args.out, "node1.txt")
         svg = os.path.join(args.out, "node1.svg")
         subprocess.run([spy, "record", "-p", pid, "-d", str(int(args.seconds)), "-r", "200", "-f", "raw", "-o", raw,
                         "--nonblocking", *extra], check=True, capture_output=True)
+        cores = (cpu_seconds(pids) - cpu0) / (time.time() - t0)
         subprocess.run([spy, "record", "-p", pid, "-d", "3", "-r", "200", "-o", svg, "--nonblocking", *extra],
                        check=True, capture_output=True)
         out, _ = gen.communicate()
         print(out.splitlines()[0] if out else "")
         print(out.splitlines()[1] if out else "")
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+            per_s = res["deliveries_per_s"]
+            print(f"server CPU (3 nodes, during the sample): {cores:.2f} cores; deliveries/s {per_s:.0f}; "
+                  f"{cores / max(1e-9, per_s) * 1e6:.0f} us of server CPU per delivery")
+            if res.get("errors"):
+                print(f"errors: {res['errors']}")
+        except (ValueError, IndexError, KeyError) as exc:
+            print(f"(no CPU per delivery: {exc})")
         with open(raw) as fh:
             print(summarise(fh.read()))
         print(f"\nflame graph: {svg}\ncollapsed stacks: {raw}")

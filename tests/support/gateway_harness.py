@@ -5,6 +5,8 @@ it was given; the sink answers every SEND with a scripted result.
 """
 from __future__ import annotations
 
+import gevent
+
 from gateway import wkproto as wk
 from gateway.gateway import Gateway
 from gateway.ports import AuthResult, SendResult
@@ -18,16 +20,33 @@ class FakeTransport:
         self.binary: list[bytes] = []
         self.text: list[str] = []
         self.closed = False
+        self.blocked = False
+        self.writes = 0  # write calls (one may carry several frames)
 
-    def send_binary(self, data: bytes) -> None:
+    @staticmethod
+    def frame(data, text: bool):
+        return data if text else bytes(data)  # text frames stay str (recorded apart)
+
+    def write_nowait(self, buffers) -> int:
+        """Takes everything, unless ``blocked`` (then nothing, like a full socket)."""
         if self.closed:
             raise OSError("closed")
-        self.binary.append(bytes(data))
+        if self.blocked:
+            return 0
+        self.writes += 1
+        n = 0
+        for b in buffers:
+            if isinstance(b, str):
+                self.text.append(b)
+            else:
+                self.binary.append(bytes(b))
+            n += len(b)
+        return n
 
-    def send_text(self, text: str) -> None:
-        if self.closed:
-            raise OSError("closed")
-        self.text.append(text)
+    def write_wait(self, buffers) -> int:
+        while self.blocked and not self.closed:
+            gevent.sleep(0.005)
+        return self.write_nowait(buffers)
 
     def close(self) -> None:
         self.closed = True
