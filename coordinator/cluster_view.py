@@ -34,6 +34,7 @@ class ClusterView:
         self.controller: int | None = None
         self.table: SlotTable | None = None
         self.table_raw: bytes | None = None
+        self.seen_version = 0  # highest slot-table version ever seen (kept if the table vanishes)
         self.status: dict[int, SlotStatus] = {}
         self.draining: set[int] = set()
         self.removed: set[int] = set()
@@ -95,6 +96,8 @@ class ClusterView:
             self.table_raw = table_raw
             try:
                 self.table = SlotTable.from_bytes(table_raw) if table_raw else None
+                if self.table is not None:
+                    self.seen_version = max(self.seen_version, self.table.version)
             except (ValueError, KeyError):
                 log.error("slot table in etcd is malformed; ignoring it")
         for fn in list(self._listeners):

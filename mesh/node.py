@@ -240,7 +240,8 @@ class Node:
         self.membership.start()
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
-                                     positions=self.replication.positions, reachable=self.mesh.ever_heard)
+                                     positions=self.replication.positions, reachable=self.mesh.ever_heard,
+                                     holdings=self.replication.holdings)
         self.mesh.handle("transfer_controller", self._on_transfer_controller)
         self.replication.start()
         self.controller.start()

@@ -20,6 +20,7 @@ from typing import Any
 import gevent
 
 from coordinator.slot_table import SlotTable
+from coordinator.table_rebuild import Holding, NodeReport
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
 from mesh.net import wire
@@ -62,6 +63,7 @@ class Replication:
         m.handle(wire.REPL_PREPARE, self._on_prepare)
         m.handle(wire.REPL_FETCH, self._on_fetch)
         m.handle(wire.REPL_POSITIONS, self._on_positions)
+        m.handle(wire.REPL_HOLDINGS, self._on_holdings)
         m.handle(wire.REPL_STATUS, self._on_status)
         m.handle(wire.REPL_SYNC_FORCE, self._on_sync_force)
 
@@ -237,7 +239,27 @@ class Replication:
         gevent.joinall([gevent.spawn(ask, n) for n in nodes], timeout=1.5)
         return out
 
+    def holdings(self, nodes: set[int]) -> dict[int, NodeReport]:
+        """What each of ``nodes`` holds (to rebuild a lost slot table); nodes that did not answer are absent."""
+        out: dict[int, NodeReport] = {}
+
+        def ask(n: int) -> None:
+            try:
+                got = self.request(n, wire.REPL_HOLDINGS, None, timeout=2.0)
+            except MeshError as exc:
+                log.warning("node %s did not report its slot holdings: %s", n, exc)
+                return
+            out[n] = NodeReport(int(got.get("version", 0)),
+                                {int(s): Holding(int(h[0]), int(h[1]), int(h[2])) for s, h in got["slots"].items()})
+        gevent.joinall([gevent.spawn(ask, n) for n in nodes], timeout=2.5)
+        return out
+
     # ------------------------------------------------------------------ handlers
+    def _on_holdings(self, sender: int, _p: Any) -> dict:
+        slots = {s: [r.term, r.last_term, r.last_index] for s, r in list(self.replicas.items())
+                 if r.loaded.is_set() and s not in self._dropping}
+        return {"version": self.node.view.seen_version, "slots": slots}
+
     def _target(self, slot: int) -> SlotReplica:
         table = self.node.view.table
         if table is None or slot >= table.slot_count:
