@@ -75,10 +75,17 @@ def rebuild(reports: Mapping[int, NodeReport], slot_count: int,
     if problems:
         return None, problems
     slots = []
+    led: dict[int, int] = {}
     for s in range(slot_count):
         ranked = sorted(holders[s], key=lambda hn: (hn[0].last_term, hn[0].last_index, -hn[1]), reverse=True)
         voters = [n for _h, n in ranked[:replica_count]]
+        top = (ranked[0][0].last_term, ranked[0][0].last_index)
+        # among equally up-to-date holders, the one leading fewest slots so far (leaders stay spread)
+        leader = min((n for h, n in ranked if (h.last_term, h.last_index) == top), key=lambda n: (led.get(n, 0), n))
+        led[leader] = led.get(leader, 0) + 1
+        voters.remove(leader)
+        voters.insert(0, leader)
         term = max(max(h.term, h.last_term) for h, _n in holders[s]) + 1
-        slots.append(SlotInfo(s, leader=voters[0], replicas=voters, learners=[], term=term))
+        slots.append(SlotInfo(s, leader=leader, replicas=voters, learners=[], term=term))
     version = max((r.version for r in reports.values()), default=0) + 1
     return SlotTable(slot_count, replica_count, slots, version), []

@@ -17,12 +17,16 @@ nothing lost, duplicated, missing or divergent.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+import uuid
 
 import gevent
 import pytest
 
-from tests.support.servers import Cluster, NodeProcess, http
+from gateway.client import WKClient
+from tests.support.servers import Cluster, NodeProcess, http, wait_until
+from tests.support.workload import cluster_under_load
 
 pytestmark = pytest.mark.cluster
 
@@ -106,3 +110,179 @@ def test_first_calls_after_health_turns_200_succeed_fresh_and_after_full_restart
         assert code == 200 and len(got["messages"]) == 1, got
     finally:
         cluster.close()
+
+
+# ---------------------------------------------------------------------------- lost slot table (i)
+def slots_of(node) -> dict:
+    return http("GET", node.api + "/cluster/slots")[1]
+
+
+def test_slot_table_deleted_from_etcd_is_rebuilt_from_the_replicas_under_load():
+    with cluster_under_load(3, FAST, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
+        gevent.sleep(4)
+        n1 = c.nodes[1]
+        before = slots_of(n1)
+        assert all(s["ready"] for s in before["slots"])
+        old = {s["id"]: s for s in before["slots"]}
+        out = subprocess.run(["etcdctl", "--endpoints", c.etcd.endpoint, "del", "/skein/test/slots"],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.strip() == "1", (out.stdout, out.stderr)
+        t0 = time.monotonic()
+        seen_versions = []
+
+        def rebuilt():
+            t = slots_of(n1)
+            seen_versions.append(t["version"])
+            return t if t["slots"] and all(s["ready"] for s in t["slots"]) else None
+        after = wait_until(rebuilt, 30, interval=0.1, what="slot table rebuilt and every slot ready")
+        took = time.monotonic() - t0
+        print(f"\nslot table rebuilt and every slot ready {took:.1f}s after the key was deleted: "
+              f"v{before['version']} -> v{after['version']}")
+        assert after["version"] > before["version"]
+        for s in after["slots"]:
+            o = old[s["id"]]
+            assert s["leader"] in o["replicas"], (s, o)  # led by a node that held the slot's data
+            assert set(s["replicas"]) <= set(o["replicas"] + o["learners"]), (s, o)
+            assert s["term"] > o["term"], (s, o)  # terms never restart below what replicas remember
+        log = "".join(n.proc.output() for n in c.nodes.values())
+        assert "rebuilding it from the reports" in log
+        gevent.sleep(3)
+        wl.stop()
+        rep = wl.check()
+        report("slot table deleted under load", rep)
+        assert_clean(rep)
+
+
+# ---------------------------------------------------------------------------- Redis loss (j)
+def online_right(node, online: list[str], offline: list[str]) -> bool:
+    code, got = http("POST", node.api + "/user/onlinestatus", online + offline, timeout=3)
+    if code != 200:
+        return False
+    on = {r["uid"] for r in got if r.get("online") == 1}
+    return set(online) <= on and not (set(offline) & on)
+
+
+def test_redis_flush_and_restart_presence_back_within_5s_no_spurious_offline_webhooks():
+    from tests.cluster.test_messaging import WebhookReceiver
+
+    hook = WebhookReceiver(fail_first=0)
+    extra = {**FAST, "webhook.httpAddr": hook.url, "webhook.msgNotifyEventPushInterval": "100ms"}
+    try:
+        with cluster_under_load(3, extra, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
+            nodes = list(c.nodes.values())
+            tag = uuid.uuid4().hex[:6]
+            stay = [f"r{tag}s{i}" for i in range(3)]  # master-level users that stay connected throughout
+            ghost = f"r{tag}ghost"  # never connected: gets msg.offline
+            sender = f"r{tag}from"
+            for u in stay + [ghost, sender]:
+                assert nodes[0].post("/user/token", {"uid": u, "token": "t-" + u, "device_flag": 1,
+                                                     "device_level": 1})[0] == 200
+            clients = []
+            for i, u in enumerate(stay):
+                n = nodes[i % 3]
+                cl = WKClient(f"127.0.0.1:{n.ports['tcp']}", u, "t-" + u)
+                cl.connect()
+                clients.append(cl)
+            wl_online = [m.uid for m in wl.members.values()]
+            sent = {"n": 0, "failed": 0}
+            to_ghost: list[tuple[float, int]] = []  # (when, message id) of sends to the offline user
+            running = [True]
+
+            def chatter():
+                i = 0
+                while running[0]:
+                    i += 1
+                    to = stay[i % len(stay)] if i % 4 else ghost
+                    n = nodes[i % 3]
+                    code, got = http("POST", n.api + "/message/send", {"header": {}, "from_uid": sender,
+                                                                       "channel_id": to, "channel_type": 1,
+                                                                       "payload": "aGk="}, timeout=20)
+                    sent["n" if code == 200 else "failed"] += 1
+                    if code == 200 and to == ghost:
+                        to_ghost.append((time.monotonic(), got["data"]["message_id"]))
+                    gevent.sleep(0.05)
+            g = gevent.spawn(chatter)
+            wait_until(lambda: all(online_right(n, stay + wl_online, [ghost]) for n in nodes), 10,
+                       what="presence right before the fault")
+            gevent.sleep(2)
+            offline_before = len(hook.of("msg.offline"))
+
+            subprocess.run(["redis-cli", "-p", str(c.redis.port), "flushall"], check=True, capture_output=True)
+            t0 = time.monotonic()
+            wait_until(lambda: all(online_right(n, stay + wl_online, [ghost]) for n in nodes), 5, interval=0.1,
+                       what="presence right again within 5 s of FLUSHALL")
+            print(f"\npresence right again {time.monotonic() - t0:.1f}s after FLUSHALL")
+            gevent.sleep(2)
+
+            c.redis.proc.kill9()
+            c.redis.proc = None
+            t_kill = time.monotonic()
+            gevent.sleep(3)  # sends go on while Redis is down; their webhook events wait on the nodes
+            c.redis.start()
+            t0 = time.monotonic()
+            wait_until(lambda: all(online_right(n, stay + wl_online, [ghost]) for n in nodes), 5, interval=0.1,
+                       what="presence right again within 5 s of Redis's restart")
+            print(f"presence right again {time.monotonic() - t0:.1f}s after Redis restarted")
+            for n in nodes:
+                code, route = n.get(f"/route?uid={stay[0]}")
+                assert code == 200 and route["tcp_addr"], route
+            gevent.sleep(3)
+            running[0] = False
+            g.join(timeout=30)
+            wl.stop()
+
+            def offline_to(uids):
+                return [o for o in hook.of("msg.offline") if set(o["to_uids"]) & set(uids)]
+            # msg.offline of every send to the offline user since Redis was killed arrives (the ones
+            # made while it was down waited on the nodes); the FLUSHALL itself lost what the stream held
+            want = {mid for t, mid in to_ghost if t > t_kill}
+            assert len([t for t, _m in to_ghost if t_kill < t < t_kill + 3]) > 0, "no send while Redis was down"
+            wait_until(lambda: want <= {o["message_id"] for o in offline_to([ghost])}, 20,
+                       what="msg.offline for the offline user, including the ones queued while Redis was down")
+            spurious = offline_to(stay)
+            print(f"sends {sent}, msg.offline total {len(hook.of('msg.offline'))} (before the fault "
+                  f"{offline_before}), to the offline user {len(offline_to([ghost]))}, "
+                  f"to users who stayed connected {len(spurious)}")
+            assert spurious == [], spurious[:3]
+            assert all(not cl.closed.is_set() for cl in clients)
+            rep = wl.check()
+            report("Redis flushed, killed and restarted under load", rep)
+            assert_clean(rep)
+            for cl in clients:
+                cl.close()
+    finally:
+        hook.server.stop()
+
+
+# ---------------------------------------------------------------------------- etcd outage
+def test_etcd_killed_for_10s_writes_resume_within_5s_of_its_return():
+    with cluster_under_load(3, FAST, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
+        nodes = list(c.nodes.values())
+        gid = f"e{uuid.uuid4().hex[:6]}"
+        assert nodes[0].post("/channel", {"channel_id": gid, "channel_type": 2, "subscribers": ["eu1"]})[0] == 200
+        gevent.sleep(3)
+        c.etcd.kill()
+        t_kill = time.monotonic()
+        gevent.sleep(10)
+        c.etcd.start(existing=True)
+        t_back = time.monotonic()
+        print(f"\netcd down for {t_back - t_kill:.1f}s")
+
+        def write_ok(n) -> float:
+            while time.monotonic() - t_back < 60:
+                code, _ = http("POST", n.api + "/message/send", {"header": {}, "from_uid": "eu1", "channel_id": gid,
+                                                                 "channel_type": 2, "payload": "aGk="}, timeout=6)
+                if code == 200:
+                    return time.monotonic() - t_back
+                gevent.sleep(0.1)
+            return 999.0
+        gs = [gevent.spawn(write_ok, n) for n in nodes]
+        gevent.joinall(gs)
+        resumed = {n.node_id: round(g.value, 2) for n, g in zip(nodes, gs)}
+        print(f"first successful /message/send per node, seconds after etcd's return: {resumed}")
+        gevent.sleep(2)
+        wl.stop()
+        rep = wl.check()
+        report("etcd killed for 10 s under load", rep)
+        assert max(resumed.values()) <= 5.0, resumed
+        assert_clean(rep)

@@ -79,3 +79,9 @@ def test_two_of_three_holders_then_plan_adds_the_third_as_learner_not_voter():
     s = nxt.slots[0]
     assert 3 not in s.replicas and s.learners == [3]  # it copies the data before it may vote
     assert s.leader == table.slots[0].leader and s.term == table.slots[0].term
+
+
+def test_equally_up_to_date_holders_share_the_leaderships():
+    reports = {n: report(1, {s: (2, 2, 10) for s in range(6)}) for n in (1, 2, 3)}
+    table, _ = rebuild(reports, slot_count=6, replica_count=3)
+    assert table.leader_counts() == {1: 2, 2: 2, 3: 2}
