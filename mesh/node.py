@@ -40,6 +40,7 @@ from mesh.slots.service import SlotService
 log = logging.getLogger("mesh.node")
 
 VERSION = "0.1.0"
+START_GATE_MAX = 60.0  # seconds after the start when /health stops waiting for every slot's leader
 
 
 class Node:
@@ -198,7 +199,12 @@ class Node:
             except Exception as exc:
                 reasons.append(f"health check failed: {exc}")
         if not self.served_once and not reasons:
-            reasons.extend(self._start_gate())
+            gate = self._start_gate()
+            if gate and time.time() - self.started_at > START_GATE_MAX:
+                log.warning("serving although the start gate is not passed after %.0fs: %s", START_GATE_MAX,
+                            "; ".join(gate))
+                gate = []
+            reasons.extend(gate)
             if not reasons:
                 self.served_once = True
                 log.info("ready: every slot has a ready leader and every member answers over the mesh")
@@ -212,7 +218,7 @@ class Node:
         Right after a start the slot leaders are still recovering (and the controller moves
         leaderships as nodes join); a call then would wait on them and could time out.
         Later, one slot failing over must not take every node out of the load balancer, so
-        this is checked only until the first 200.
+        this is checked only until the first 200, and for at most ``START_GATE_MAX`` seconds.
         """
         reasons = []
         unserved = self.view.unserved_slots() if self.view is not None else []

@@ -48,6 +48,7 @@ class Replication:
         self.apply_hook = None
         self.ready_hook = None
         self._published: dict[int, dict] = {}
+        self._published_lease = None  # the lease the reports in _published were written under
         self._not_member_since: dict[int, float] = {}
         self._snapshotting: set[int] = set()
         self._dropping: set[int] = set()
@@ -191,6 +192,11 @@ class Replication:
         if m is None or not m.session_alive or table is None:
             return
         etcd = self.node.etcd
+        if m.lease is not self._published_lease:
+            # a new lease (the session was lost and the node joined again): the reports written
+            # under the old one went with it, so every one is written again
+            self._published = {}
+            self._published_lease = m.lease
         for r in list(self.replicas.values()):
             s = table.slots[r.slot] if r.slot < len(table.slots) else None
             if r.role != LEADER or s is None or s.leader != self.node_id or s.term != r.term:

@@ -145,7 +145,8 @@ def test_slot_table_deleted_from_etcd_is_rebuilt_from_the_replicas_under_load():
         def rebuilt():
             t = slots_of(n1)
             seen_versions.append(t["version"])
-            return t if t["slots"] and all(s["ready"] for s in t["slots"]) else None
+            fresh = t["version"] != before["version"]  # the view shows a table written after the delete
+            return t if fresh and t["slots"] and all(s["ready"] for s in t["slots"]) else None
         after = wait_until(rebuilt, 30, interval=0.1, what="slot table rebuilt and every slot ready")
         took = time.monotonic() - t0
         print(f"\nslot table rebuilt and every slot ready {took:.1f}s after the key was deleted: "
