@@ -235,9 +235,12 @@ def _int_list(body: dict, name: str) -> list[int]:
         if isinstance(x, bool) or not isinstance(x, (int, str)):
             raise falcon.HTTPBadRequest(title=f"{name} must be an array of integers")
         try:
-            out.append(int(x))
+            n = int(x)
         except ValueError:
             raise falcon.HTTPBadRequest(title=f"{name} must be an array of integers") from None
+        if not -2**63 <= n < 2**64:  # beyond what msgpack (the mesh) carries
+            raise falcon.HTTPBadRequest(title=f"{name} must be an array of 64-bit integers")
+        out.append(n)
     return out[:10000]
 
 

@@ -34,6 +34,7 @@ class ClusterView:
         self.controller: int | None = None
         self.table: SlotTable | None = None
         self.table_raw: bytes | None = None
+        self.seen_version = 0  # highest slot-table version ever seen (kept if the table vanishes)
         self.status: dict[int, SlotStatus] = {}
         self.draining: set[int] = set()
         self.removed: set[int] = set()
@@ -95,6 +96,8 @@ class ClusterView:
             self.table_raw = table_raw
             try:
                 self.table = SlotTable.from_bytes(table_raw) if table_raw else None
+                if self.table is not None:
+                    self.seen_version = max(self.seen_version, self.table.version)
             except (ValueError, KeyError):
                 log.error("slot table in etcd is malformed; ignoring it")
         for fn in list(self._listeners):
@@ -105,3 +108,23 @@ class ClusterView:
 
     def live(self) -> set[int]:
         return set(self.members)
+
+    def unserved_slots(self) -> list[int]:
+        """Slots that a live voter could serve but that have no ready leader at the table's term.
+
+        A slot is served once its leader (named by the table, alive) has reported the
+        table's term ready (``slotstate/<slot>``: recovery done, barrier committed).
+        Slots without any live voter are left out: no node can serve them.
+        """
+        table = self.table
+        if table is None:
+            return []
+        out = []
+        for s in table.slots:
+            if not any(v in self.members for v in s.replicas):
+                continue
+            st = self.status.get(s.id)
+            if not (s.leader in self.members and st is not None and st.ready and st.term == s.term
+                    and st.leader == s.leader):
+                out.append(s.id)
+        return out

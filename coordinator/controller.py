@@ -10,6 +10,11 @@ While controller, the node recomputes the slot table (``slot_table.plan``) after
 every change it sees (members, drains, removals, slot leaders' reports) and writes it
 with a transaction that succeeds only if it still holds the controller key and the
 table is the one it read, so a deposed controller can never overwrite a newer table.
+
+With no table in etcd it asks the live nodes what slot data they hold: none means a
+new cluster; otherwise the table was lost and is rebuilt from those reports
+(``coordinator.table_rebuild``), or not written at all while they cannot vouch for
+every slot's data.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from coordinator.cluster_view import ClusterView
 from coordinator.etcd_client import Etcd
 from coordinator.membership import Membership
 from coordinator.slot_table import SlotTable, check_invariants, plan
+from coordinator.table_rebuild import NodeReport, has_data, rebuild
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
 
@@ -31,12 +37,14 @@ log = logging.getLogger("coordinator.controller")
 BOOTSTRAP_SETTLE = 1.0  # seconds without membership changes before the first table is written
 
 PositionsFn = Callable[[SlotTable, set[int]], dict[int, dict[int, tuple[int, int]]]]
+HoldingsFn = Callable[[set[int]], dict[int, NodeReport]]
 
 
 class Controller:
     def __init__(self, etcd: Etcd, view: ClusterView, membership: Membership, node_id: int, *,
                  slot_count: int, replica_count: int, positions: PositionsFn | None = None,
-                 max_copies: int = 8, reachable: Callable[[int], bool] | None = None) -> None:
+                 max_copies: int = 8, reachable: Callable[[int], bool] | None = None,
+                 holdings: HoldingsFn | None = None) -> None:
         self.etcd = etcd
         self.view = view
         self.membership = membership
@@ -46,6 +54,8 @@ class Controller:
         self.positions = positions
         self.max_copies = max_copies
         self.reachable = reachable or (lambda _n: True)
+        self.holdings = holdings  # asks live nodes what slot data they hold (a lost table is rebuilt from it)
+        self._rebuild_refused: list[str] | None = None
         self.key = etcd.key("controller")
         self.slots_key = etcd.key("slots")
         self._was_controller = False
@@ -115,12 +125,17 @@ class Controller:
             self._members_changed_at = time.monotonic()
         current = view.table
         fresh = current is None
+        rebuilt = None
         if fresh:
             # A new cluster: give nodes started together a moment to register, so the
             # first table spreads over all of them instead of moving replicas right away.
             quiet = time.monotonic() - self._members_changed_at
             if quiet < BOOTSTRAP_SETTLE or (unheard and quiet < BOOTSTRAP_SETTLE * 5):
                 gevent.spawn_later(0.2, self._loop.wake)
+                return
+            rebuilt = self._rebuild_if_lost(live)
+            if rebuilt is False:
+                gevent.spawn_later(1.0, self._loop.wake)
                 return
             current = SlotTable.empty(self.slot_count, self.replica_count)
         elif current.slot_count != self.slot_count:
@@ -131,9 +146,10 @@ class Controller:
             needing = {s.id for s in current.slots if s.leader not in live}
             if needing:
                 positions = self.positions(current, needing)
-        new = plan(current, live, draining=view.draining, removed=view.removed, no_lead=view.stepdown,
-                   status=view.status,
-                   positions=positions, fresh=fresh, max_copies=self.max_copies)
+        new = rebuilt if rebuilt is not None else \
+            plan(current, live, draining=view.draining, removed=view.removed, no_lead=view.stepdown,
+                 status=view.status,
+                 positions=positions, fresh=fresh, max_copies=self.max_copies)
         if new.version == current.version and not fresh:
             return
         problems = [p for p in check_invariants(new, live) if "no leader" not in p]
@@ -156,3 +172,27 @@ class Controller:
                      f", {leaderless} slot(s) without a live voter" if leaderless else "")
         else:
             log.info("slot table write lost a race; re-reading")
+
+    def _rebuild_if_lost(self, live: set[int]) -> SlotTable | None | bool:
+        """No table in etcd: None if the cluster is new, a rebuilt table if the nodes hold data, False to wait."""
+        if self.holdings is None:
+            return None
+        reports = self.holdings(live)
+        if set(reports) != live:
+            log.warning("no slot table in etcd; waiting for node(s) %s to report their slot data",
+                        sorted(live - set(reports)))
+            return False
+        if not has_data(reports):
+            return None
+        table, problems = rebuild(reports, self.slot_count, self.replica_count)
+        if table is None:
+            if problems != self._rebuild_refused:
+                log.error("slot table missing from etcd while nodes hold slot data; not rebuilding it yet: %s "
+                          "(waiting for more nodes, or restore etcd)", "; ".join(problems))
+                self._rebuild_refused = problems
+            return False
+        self._rebuild_refused = None
+        log.warning("slot table missing from etcd while nodes hold slot data: rebuilding it from the reports of "
+                    "node(s) %s (version %d, terms up to %d)", sorted(reports), table.version,
+                    max(s.term for s in table.slots))
+        return table

@@ -62,7 +62,12 @@ class Etcd:
         for ep in endpoints:
             host, _, port = ep.replace("http://", "").replace("https://", "").rpartition(":")
             eps.append(Endpoint(host, int(port), secure=bool(creds), creds=creds, time_retry=1.0,
-                                opts=[("grpc.keepalive_time_ms", 2000), ("grpc.keepalive_timeout_ms", 2000)]))
+                                opts=[("grpc.keepalive_time_ms", 2000), ("grpc.keepalive_timeout_ms", 2000),
+                                      # reconnect within a second of etcd's return, not after gRPC's
+                                      # growing backoff (up to 2 minutes by default)
+                                      ("grpc.initial_reconnect_backoff_ms", 200),
+                                      ("grpc.min_reconnect_backoff_ms", 200),
+                                      ("grpc.max_reconnect_backoff_ms", 1000)]))
         self._user = username
         self._password = password
         self._tls = bool(creds)

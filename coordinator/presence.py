@@ -4,12 +4,17 @@ Keys (prefix ``skein:<cluster>:``):
 
 * ``pres:<uid>`` hash: field ``<node>:<conn>`` -> ``<device_flag>:<device_level>:<since>``
 * ``node:<node>`` set: ``<uid>\\t<conn>`` of every connection of that node
+* ``mark:<node>``: present while that node's presence is complete in Redis
 
 Writes are queued by the gateway (connect, close) and flushed in one pipeline every
 few milliseconds. When a node dies, ``purge_node`` removes its entries (the
 controller does it; every node also purges its own id when it starts). When Redis
-comes back after an outage, the node writes all its current sessions again. Presence
-is soft state: losing Redis loses no message.
+comes back after an outage, the node writes all its current sessions again. A node
+also checks its mark every ``CHECK_INTERVAL``: a Redis that lost its data (FLUSHALL,
+a restart without persistence) answers without it, and the node rewrites all its
+sessions then too. ``lookup_complete`` tells a reader whether every given node's mark
+is there, i.e. whether "not in presence" really means offline. Presence is soft
+state: losing Redis loses no message.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import redis
 
 log = logging.getLogger("coordinator.presence")
 
+CHECK_INTERVAL = 1.0  # seconds between checks that this node's presence is still in Redis
+
 
 class Presence:
     def __init__(self, conn, cluster: str, node_id: int, snapshot: Callable[[], Iterable[tuple]] | None = None) -> None:
@@ -34,6 +41,8 @@ class Presence:
         self._event = gevent.event.Event()
         self._dirty = False
         self._greenlet: gevent.Greenlet | None = None
+        self._checked_at = 0.0
+        self.rewrites = 0  # times all local sessions were rewritten (after an outage or a flush)
 
     def ukey(self, uid: str) -> str:
         return f"{self.prefix}pres:{uid}"
@@ -41,10 +50,14 @@ class Presence:
     def nkey(self, node: int) -> str:
         return f"{self.prefix}node:{node}"
 
+    def mkey(self, node: int) -> str:
+        return f"{self.prefix}mark:{node}"
+
     def start(self) -> None:
         try:
             self.purge_node(self.node_id)
-        except redis.RedisError as exc:
+            self.conn.client.set(self.mkey(self.node_id), str(int(time.time())))
+        except (redis.RedisError, OSError) as exc:
             log.warning("could not purge this node's old presence: %s", exc)
             self._dirty = True
         self._greenlet = gevent.spawn(self._loop)
@@ -63,9 +76,11 @@ class Presence:
 
     def _loop(self) -> None:
         while True:
-            self._event.wait(timeout=2.0)
+            self._event.wait(timeout=CHECK_INTERVAL)
             self._event.clear()
             gevent.sleep(0.005)
+            if not self._dirty and time.monotonic() - self._checked_at >= CHECK_INTERVAL:
+                self._check_mark()
             if self._dirty:
                 if not self._resync():
                     gevent.sleep(1.0)
@@ -90,6 +105,17 @@ class Presence:
                             len(ops), exc)
                 self._dirty = True
 
+    def _check_mark(self) -> None:
+        """A Redis that answers without this node's mark lost its data: rewrite everything."""
+        self._checked_at = time.monotonic()
+        try:
+            if self.conn.client.exists(self.mkey(self.node_id)):
+                return
+            log.warning("this node's presence is gone from Redis (flushed or restarted); rewriting it")
+        except (redis.RedisError, OSError) as exc:
+            log.warning("presence check failed (%s); will rewrite all when Redis is back", exc)
+        self._dirty = True
+
     def _resync(self) -> bool:
         """Rewrite every local session after a Redis outage."""
         if self.snapshot is None:
@@ -100,14 +126,17 @@ class Presence:
             pipe = self.conn.client.pipeline(transaction=False)
             nkey = self.nkey(self.node_id)
             n = 0
+            self._ops = []  # the snapshot below already has their effect
             for uid, conn, flag, level, since in self.snapshot():
                 pipe.hset(self.ukey(uid), f"{self.node_id}:{conn}", f"{flag}:{level}:{since}")
                 pipe.sadd(nkey, f"{uid}\t{conn}")
                 n += 1
+            pipe.set(self.mkey(self.node_id), str(int(time.time())))
             pipe.execute()
-            self._ops = []
             self._dirty = False
-            log.info("presence rewritten after a Redis outage: %d connection(s)", n)
+            self._checked_at = time.monotonic()
+            self.rewrites += 1
+            log.info("presence rewritten after a Redis outage or flush: %d connection(s)", n)
             return True
         except (redis.RedisError, OSError):
             return False
@@ -116,25 +145,35 @@ class Presence:
         """Remove every presence entry of ``node`` (it died or restarted)."""
         c = self.conn.client
         members = c.smembers(self.nkey(node))
-        if members:
-            pipe = c.pipeline(transaction=False)
-            for m in members:
-                uid, _, conn = m.decode().partition("\t")
-                pipe.hdel(self.ukey(uid), f"{node}:{conn}")
-            pipe.delete(self.nkey(node))
-            pipe.execute()
+        pipe = c.pipeline(transaction=False)
+        for m in members:
+            uid, _, conn = m.decode().partition("\t")
+            pipe.hdel(self.ukey(uid), f"{node}:{conn}")
+        pipe.delete(self.nkey(node), self.mkey(node))
+        pipe.execute()
         return len(members)
 
     def lookup(self, uids: Iterable[str]) -> dict[str, list[tuple[int, int, int, int]]]:
         """uid -> [(node, conn, device_flag, device_level), ...] for the connected ones."""
+        return self.lookup_complete(uids, ())[0]
+
+    def lookup_complete(self, uids: Iterable[str],
+                        nodes: Iterable[int]) -> tuple[dict[str, list[tuple[int, int, int, int]]], list[int]]:
+        """``lookup(uids)`` and, read in the same round trip, which of ``nodes`` have no mark
+        (their presence is not, or not yet again, in Redis)."""
         uids = list(uids)
-        if not uids:
-            return {}
+        nodes = list(nodes)
+        if not uids and not nodes:
+            return {}, []
         pipe = self.conn.client.pipeline(transaction=False)
+        for n in nodes:
+            pipe.exists(self.mkey(n))
         for uid in uids:
             pipe.hgetall(self.ukey(uid))
+        got = pipe.execute()
+        unmarked = [n for n, ok in zip(nodes, got) if not ok]
         out: dict[str, list[tuple[int, int, int, int]]] = {}
-        for uid, h in zip(uids, pipe.execute()):
+        for uid, h in zip(uids, got[len(nodes):]):
             conns = []
             for field, value in h.items():
                 node, _, conn = field.decode().partition(":")
@@ -142,4 +181,4 @@ class Presence:
                 conns.append((int(node), int(conn), int(flag), int(level)))
             if conns:
                 out[uid] = conns
-        return out
+        return out, unmarked

@@ -40,6 +40,7 @@ from mesh.slots.service import SlotService
 log = logging.getLogger("mesh.node")
 
 VERSION = "0.1.0"
+START_GATE_MAX = 60.0  # seconds after the start when /health stops waiting for every slot's leader
 
 
 class Node:
@@ -57,6 +58,7 @@ class Node:
         self._stop_hooks: list[Callable[[], None]] = []
         self._health_checks: list[Callable[[], list[str]]] = []
         self._members_seen: set[int] = set()
+        self.served_once = False  # /health has been 200 once (the start gate below is passed)
         os.makedirs(cfg["rootDir"], exist_ok=True)
 
         self.redis = RedisConn(cfg["redis.url"], password=cfg["redis.password"], ca_file=cfg["redis.caFile"],
@@ -203,6 +205,16 @@ class Node:
                 reasons.extend(check())
             except Exception as exc:
                 reasons.append(f"health check failed: {exc}")
+        if not self.served_once and not reasons:
+            gate = self._start_gate()
+            if gate and time.time() - self.started_at > START_GATE_MAX:
+                log.warning("serving although the start gate is not passed after %.0fs: %s", START_GATE_MAX,
+                            "; ".join(gate))
+                gate = []
+            reasons.extend(gate)
+            if not reasons:
+                self.served_once = True
+                log.info("ready: every slot has a ready leader and every member answers over the mesh")
         ok = not reasons
         metrics.node_healthy.set(1 if ok else 0)
         return ok, reasons
@@ -214,6 +226,23 @@ class Node:
         if lag > limit:
             return [f"overloaded: the event loop runs {lag:.2f}s late on average (health.maxLoopLag {limit:g}s)"]
         return []
+
+    def _start_gate(self) -> list[str]:
+        """Until the node is first ready: it turns healthy only once API calls and sends can work.
+
+        Right after a start the slot leaders are still recovering (and the controller moves
+        leaderships as nodes join); a call then would wait on them and could time out.
+        Later, one slot failing over must not take every node out of the load balancer, so
+        this is checked only until the first 200, and for at most ``START_GATE_MAX`` seconds.
+        """
+        reasons = []
+        unserved = self.view.unserved_slots() if self.view is not None else []
+        if unserved:
+            reasons.append(f"waiting for {len(unserved)} slot(s) to have a ready leader: {unserved[:8]}")
+        unheard = sorted(n for n in (self.view.members if self.view else ()) if not self.mesh.ever_heard(n))
+        if unheard:
+            reasons.append(f"not heard over the mesh yet from node(s) {unheard}")
+        return reasons
 
     def add_health_check(self, fn: Callable[[], list[str]]) -> None:
         self._health_checks.append(fn)
@@ -250,7 +279,8 @@ class Node:
         self.membership.start()
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
-                                     positions=self.replication.positions, reachable=self.mesh.ever_heard)
+                                     positions=self.replication.positions, reachable=self.mesh.ever_heard,
+                                     holdings=self.replication.holdings)
         self.mesh.handle(wire.TRANSFER_CONTROLLER, self._on_transfer_controller)
         self.replication.start()
         self.controller.start()

@@ -12,12 +12,20 @@ loses none. A POST goes to ``{webhook.httpAddr}?event=<name>`` with the bare bod
 delivered only on HTTP 200. Failures are retried with exponential backoff up to
 ``msgNotifyEventRetryMaxCount`` attempts, then moved to ``...:webhook:dead`` with a
 log line.
+
+While Redis is down, events wait in a local queue (at most ``LOCAL_QUEUE_MAX``; the
+oldest are dropped beyond it, counted and logged) and are added, in order, when it
+answers again. ``msg.offline`` needs presence: while some live node's presence is
+missing from Redis (a flush or a restart it has not rewritten yet, see
+``coordinator.presence``), committed messages wait up to ``OFFLINE_WAIT_MAX`` seconds
+rather than report online users as offline.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections import deque
 
 import gevent
 import gevent.event
@@ -34,6 +42,9 @@ log = logging.getLogger("mesh.im.webhooks")
 GROUP = "skein-webhooks"
 CLAIM_IDLE = 30.0
 MAX_STREAM = 1_000_000
+LOCAL_QUEUE_MAX = 100_000  # events (and messages waiting for presence) kept here while Redis is down
+OFFLINE_WAIT_MAX = 10.0  # seconds a message's msg.offline may wait for every live node's presence
+QUEUE_BATCH = 1000  # events per XADD pipeline
 
 
 class Webhooks:
@@ -52,6 +63,10 @@ class Webhooks:
         self.consumer = f"node-{node.node_id}"
         self._queue: list[tuple[str, str]] = []
         self._msgs: list[tuple[list, list[str]]] = []
+        self._pending: deque[tuple[str, str]] = deque()  # events not yet in Redis, oldest first
+        self._held: deque[tuple[float, list, list[str]]] = deque()  # (since, data, recipients) awaiting presence
+        self._queue_error = ""
+        self.dropped = 0
         self._event = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
         self.http = requests.Session()
@@ -86,45 +101,84 @@ class Webhooks:
 
     def _produce_loop(self) -> None:
         while True:
-            self._event.wait()
+            self._event.wait(timeout=1.0 if self._pending or self._held else None)
             self._event.clear()
             gevent.sleep(0.02)
             msgs, self._msgs = self._msgs, []
-            events, self._queue = self._queue, []
+            self._pending.extend(self._queue)
+            self._queue = []
             try:
-                if msgs:
-                    events.extend(self._message_events(msgs))
-                if events:
-                    pipe = self.node.redis.client.pipeline(transaction=False)
-                    for name, body in events:
-                        pipe.xadd(self.stream, {"event": name, "body": body}, maxlen=MAX_STREAM, approximate=True)
-                    pipe.execute()
-                    metrics.webhook_queued.inc(len(events))
+                if msgs or self._held:
+                    self._pending.extend(self._message_events(msgs))
+                self._flush_pending()
+                if self._queue_error:
+                    log.info("webhook queue reachable again; queued events sent to Redis")
+                    self._queue_error = ""
             except (redis.RedisError, OSError) as exc:
-                metrics.webhook_failures.labels("queue").inc(len(events))
-                log.error("could not queue %d webhook event(s) in Redis: %s", len(events), exc)
+                if not self._queue_error:
+                    log.error("could not queue webhook events in Redis (%s); keeping them here until it answers", exc)
+                self._queue_error = str(exc)
+            self._bound()
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            chunk = [self._pending[i] for i in range(min(QUEUE_BATCH, len(self._pending)))]
+            pipe = self.node.redis.client.pipeline(transaction=False)
+            for name, body in chunk:
+                pipe.xadd(self.stream, {"event": name, "body": body}, maxlen=MAX_STREAM, approximate=True)
+            pipe.execute()
+            for _ in chunk:
+                self._pending.popleft()
+            metrics.webhook_queued.inc(len(chunk))
+
+    def _bound(self) -> None:
+        over = len(self._pending) + len(self._held) - LOCAL_QUEUE_MAX
+        if over <= 0:
+            return
+        for _ in range(over):
+            if self._held:
+                self._held.popleft()
+            else:
+                self._pending.popleft()
+        self.dropped += over
+        metrics.webhook_failures.labels("dropped").inc(over)
+        log.error("webhook local queue full (%d); dropped the %d oldest event(s)", LOCAL_QUEUE_MAX, over)
 
     def _message_events(self, msgs: list) -> list[tuple[str, str]]:
-        out = []
-        offline_wanted = self.wants("msg.offline")
-        uids = {u for _d, rcpts in msgs for u in rcpts} if offline_wanted else set()
-        online = self.node.presence.lookup(uids) if uids else {}
-        for data, recipients in msgs:
-            resp = message_resp(data)
+        """msg.notify of ``msgs`` (straight into the local queue); returns msg.offline of them and of
+        the held ones once presence is complete (a Redis error leaves them held)."""
+        out: list[tuple[str, str]] = []
+        now = time.monotonic()
+        for data, _recipients in msgs:
             if self.wants("msg.notify") and not data[M_FLAGS] & 0x01:
-                out.append(("msg.notify", json.dumps(resp)))
-            if offline_wanted:
-                sender = data[M_FROM]
-                to = [u for u in recipients if u != sender and u != SYSTEM_UID
-                      and not any(level == 1 for _n, _c, _f, level in online.get(u, ()))]
-                if to:
-                    body = dict(resp)
-                    body["channel_id"] = (person_peer(data[M_CHANNEL], sender) if data[M_CTYPE] == PERSON
-                                          else data[M_CHANNEL])
-                    body["from_uid"] = sender
-                    body["to_uids"] = to
-                    body["source_id"] = self.node.node_id
-                    out.append(("msg.offline", json.dumps(body)))
+                self._pending.append(("msg.notify", json.dumps(message_resp(data))))
+        if not self.wants("msg.offline"):
+            return out
+        self._held.extend((now, data, recipients) for data, recipients in msgs)
+        if not self._held:
+            return out
+        uids = {u for _t, _d, rcpts in self._held for u in rcpts}
+        view = self.node.view
+        nodes = sorted(view.members) if view is not None else []
+        online, unmarked = self.node.presence.lookup_complete(uids, nodes)
+        if unmarked and now - self._held[0][0] < OFFLINE_WAIT_MAX:
+            return out  # some node's presence is not back in Redis yet: offline would be a guess
+        if unmarked:
+            log.warning("msg.offline computed without the presence of node(s) %s (missing for %.0fs)", unmarked,
+                        OFFLINE_WAIT_MAX)
+        held, self._held = self._held, deque()
+        for _t, data, recipients in held:
+            sender = data[M_FROM]
+            to = [u for u in recipients if u != sender and u != SYSTEM_UID
+                  and not any(level == 1 for _n, _c, _f, level in online.get(u, ()))]
+            if to:
+                body = dict(message_resp(data))
+                body["channel_id"] = (person_peer(data[M_CHANNEL], sender) if data[M_CTYPE] == PERSON
+                                      else data[M_CHANNEL])
+                body["from_uid"] = sender
+                body["to_uids"] = to
+                body["source_id"] = self.node.node_id
+                out.append(("msg.offline", json.dumps(body)))
         return out
 
     # ------------------------------------------------------------------ consuming

@@ -29,6 +29,7 @@ REPL_APPEND_MANY = "repl.append_many"  # list[Append] -> list of answers, one pe
 REPL_PREPARE = "repl.prepare"  # Prepare -> {"ok", "term", "last_index", "last_term"}
 REPL_FETCH = "repl.fetch"  # Fetch -> list of entries
 REPL_POSITIONS = "repl.positions"  # list[slot] -> {slot: [last_index, last_term]}
+REPL_HOLDINGS = "repl.holdings"  # None -> {"version": int, "slots": {slot: [term, last_term, last_index]}}
 REPL_STATUS = "repl.status"  # None -> list of per-slot info dicts
 REPL_SYNC_FORCE = "repl.sync_force"  # None -> int (followers woken)
 

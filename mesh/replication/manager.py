@@ -20,6 +20,7 @@ from typing import Any
 import gevent
 
 from coordinator.slot_table import SlotTable
+from coordinator.table_rebuild import Holding, NodeReport
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
 from mesh.net import wire
@@ -47,6 +48,7 @@ class Replication:
         self.apply_hook = None
         self.ready_hook = None
         self._published: dict[int, dict] = {}
+        self._published_lease = None  # the lease the reports in _published were written under
         self._not_member_since: dict[int, float] = {}
         self._snapshotting: set[int] = set()
         self._dropping: set[int] = set()
@@ -63,6 +65,7 @@ class Replication:
         m.handle(wire.REPL_PREPARE, self._on_prepare)
         m.handle(wire.REPL_FETCH, self._on_fetch)
         m.handle(wire.REPL_POSITIONS, self._on_positions)
+        m.handle(wire.REPL_HOLDINGS, self._on_holdings)
         m.handle(wire.REPL_STATUS, self._on_status)
         m.handle(wire.REPL_SYNC_FORCE, self._on_sync_force)
 
@@ -189,6 +192,11 @@ class Replication:
         if m is None or not m.session_alive or table is None:
             return
         etcd = self.node.etcd
+        if m.lease is not self._published_lease:
+            # a new lease (the session was lost and the node joined again): the reports written
+            # under the old one went with it, so every one is written again
+            self._published = {}
+            self._published_lease = m.lease
         for r in list(self.replicas.values()):
             s = table.slots[r.slot] if r.slot < len(table.slots) else None
             if r.role != LEADER or s is None or s.leader != self.node_id or s.term != r.term:
@@ -238,7 +246,27 @@ class Replication:
         gevent.joinall([gevent.spawn(ask, n) for n in nodes], timeout=1.5)
         return out
 
+    def holdings(self, nodes: set[int]) -> dict[int, NodeReport]:
+        """What each of ``nodes`` holds (to rebuild a lost slot table); nodes that did not answer are absent."""
+        out: dict[int, NodeReport] = {}
+
+        def ask(n: int) -> None:
+            try:
+                got = self.request(n, wire.REPL_HOLDINGS, None, timeout=2.0)
+            except MeshError as exc:
+                log.warning("node %s did not report its slot holdings: %s", n, exc)
+                return
+            out[n] = NodeReport(int(got.get("version", 0)),
+                                {int(s): Holding(int(h[0]), int(h[1]), int(h[2])) for s, h in got["slots"].items()})
+        gevent.joinall([gevent.spawn(ask, n) for n in nodes], timeout=2.5)
+        return out
+
     # ------------------------------------------------------------------ handlers
+    def _on_holdings(self, sender: int, _p: Any) -> dict:
+        slots = {s: [r.term, r.last_term, r.last_index] for s, r in list(self.replicas.items())
+                 if r.loaded.is_set() and s not in self._dropping}
+        return {"version": self.node.view.seen_version, "slots": slots}
+
     def _target(self, slot: int) -> SlotReplica:
         table = self.node.view.table
         if table is None or slot >= table.slot_count:

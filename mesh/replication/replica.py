@@ -274,8 +274,13 @@ class SlotReplica:
         t0 = time.monotonic()
         try:
             while not self.stopped and self.role == LEADER and self.term == term:
-                if self._try_recover(term):
-                    break
+                try:
+                    if self._try_recover(term):
+                        break
+                except MeshError as exc:
+                    # the node holding the longest log left or timed out mid-fetch: collect the
+                    # promises again (a slot whose recovery gave up here stayed unready for good)
+                    log.warning("slot %d: recovery at term %d: %s; retrying", self.slot, term, exc)
                 gevent.sleep(0.2)
             else:
                 return

@@ -4,8 +4,10 @@
 in the slot table and sends ``slot.call`` over the mesh (a direct call when this node
 leads the slot). A refusal because leadership moved, an unreachable leader or a slot
 without a leader is retried until the deadline, following the table as the
-controller updates it; then ``SlotUnavailable`` (the caller answers "retry required":
-SENDACK 15, HTTP 503). Calls must therefore be idempotent.
+controller updates it, for up to twice ``cluster.requestTimeout`` by default (as long as
+a send is retried: a leadership move, a failover's lease expiry or a recovery right after
+a start is waited out inside the request); then ``SlotUnavailable`` (the caller answers
+"retry required": SENDACK 15, HTTP 503). Calls must therefore be idempotent.
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ class SlotRouter:
         return self.call_slot(self.slot_of(key), method, args, timeout)
 
     def call_slot(self, slot: int, method: str, args: Any = None, timeout: float | None = None) -> Any:
-        timeout = self.node.cfg["cluster.requestTimeout"] if timeout is None else timeout
+        attempt = self.node.cfg["cluster.requestTimeout"]
+        timeout = attempt * 2 if timeout is None else timeout
         deadline = time.monotonic() + timeout
         delay = 0.02
         last = "no leader"
@@ -73,7 +76,7 @@ class SlotRouter:
             if leader:
                 try:
                     return self.node.mesh.request(leader, wire.SLOT_CALL, wire.SlotCall(slot, method, args),
-                                                  timeout=min(remaining, timeout))
+                                                  timeout=min(remaining, attempt))
                 except RemoteError as exc:
                     if exc.code not in RETRYABLE:
                         raise SlotCallError(exc.code, exc.detail) from None
