@@ -4,13 +4,15 @@
   once a majority of the channel's replicas has the message (WuKongIM answers before
   persisting; Skein waits, so a 200 means the message is durable). An empty
   ``from_uid`` sends as the system uid. HTTP sends skip the sender checks, as in
-  WuKongIM; a banned or disbanded channel gives 403 with the reason code.
+  WuKongIM. As in WuKongIM, a send to an unknown group is stored (200, with a ``msg``
+  saying nobody reads it) and a send refused by a ban or disband answers 200 too, with
+  ``message_id`` 0, ``msg`` and ``reason_code`` (logged and counted either way).
 * ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}``.
 * ``POST /channel/messagesync``, ``POST /messages`` answer a bare
   ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
   ``{"message_seq":n}``. Person chats are addressed with the peer's uid plus
-  ``login_uid``.
+  ``login_uid``. An unknown channel is an empty 200 (logged and counted).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import zlib
 import falcon
 
 from api.channels import channel_of, uids_of
+from api.errors import lenient
 from api.validate import body_of, int_field, str_field
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
@@ -102,6 +105,7 @@ class MessageSend(_Base):
         expire = int_field(body, "expire", 0, lo=0, hi=2**32 - 1)
         subs = uids_of(body, "subscribers", required=False)
         raw_cid = body.get("channel_id")
+        unknown = ""
         if subs:
             if raw_cid:
                 raise falcon.HTTPBadRequest(title="give either channel_id or subscribers, not both")
@@ -112,17 +116,22 @@ class MessageSend(_Base):
         else:
             cid, ctype = channel_of(body)
             if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
-                raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+                unknown = lenient("/message/send", "unknown channel", f"channel {cid!r} (type {ctype}) does not "
+                                  "exist; the message is stored where no subscriber reads it (as WuKongIM does)")
         sreq = SendRequest(from_uid, cid, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
         reason, mid, seq = self.send(sreq, subscribers=subs or None)
-        if reason != wk.REASON_SUCCESS:
-            resp.status = falcon.HTTP_403
-            resp.media = {"msg": f"send refused with reason code {reason}", "status": 403, "reason_code": reason}
+        if reason != wk.REASON_SUCCESS:  # WuKongIM drops it silently and answers 200; Skein says why
+            msg = lenient("/message/send", f"refused with reason code {reason}", f"to {cid!r} (type {ctype}), "
+                          "not stored")
+            resp.media = {"status": 200, "data": {"message_id": 0, "client_msg_no": cmn, "message_seq": 0},
+                          "msg": msg, "reason_code": reason}
             return
         if subs:
             resp.media = {"status": 200}
             return
         resp.media = {"status": 200, "data": {"message_id": mid, "client_msg_no": cmn, "message_seq": seq}}
+        if unknown:
+            resp.media["msg"] = unknown
 
 
 class MessageSendBatch(_Base):
@@ -163,7 +172,7 @@ class MessageSync(_Base):
         got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
                         {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
         if not got["exists"] and ctype != PERSON:
-            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+            lenient("/channel/messagesync", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
                       "messages": [message_resp(m) for m in msgs]}
@@ -182,7 +191,7 @@ class MessagesGet(_Base):
         got = self.call(self.node.router.call, sid, wire.MSG_LOOKUP,
                         {"id": sid, "type": ctype, "seqs": seqs, "ids": ids, "cmns": cmns})
         if not got["exists"] and ctype != PERSON:
-            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+            lenient("/messages", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         resp.media = {"start_message_seq": 0, "end_message_seq": 0, "more": 0,
                       "messages": [message_resp(m) for m in got["messages"]]}
 
