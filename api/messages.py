@@ -7,7 +7,8 @@
   WuKongIM. As in WuKongIM, a send to an unknown group is stored (200, with a ``msg``
   saying nobody reads it) and a send refused by a ban or disband answers 200 too, with
   ``message_id`` 0, ``msg`` and ``reason_code`` (logged and counted either way).
-* ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}``.
+* ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}`` as soon
+  as the batch is durably queued; the messages follow (``mesh/im/send_batches.py``).
 * ``POST /channel/messagesync``, ``POST /messages`` answer a bare
   ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
@@ -22,10 +23,11 @@ import uuid
 import zlib
 
 import falcon
+import redis
 
 from api.channels import channel_of, uids_of
 from api.errors import lenient
-from api.validate import body_of, int_field, str_field
+from api.validate import body_of, int_field, str_field, str_list
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
@@ -135,27 +137,26 @@ class MessageSend(_Base):
 
 
 class MessageSendBatch(_Base):
+    """Queued: answers once the batch is durably queued (``mesh/im/send_batches.py``)."""
+
     def on_post(self, req, resp):
         body = body_of(req)
         payload = payload_of(body)
         flags = header_flags(body)
         from_uid = str_field(body, "from_uid", required=True)
-        subs = [u for u in body.get("subscribers") or [] if isinstance(u, str)] \
-            if isinstance(body.get("subscribers"), list) else None
+        subs = str_list(body, "subscribers")
         if not subs:
             raise falcon.HTTPBadRequest(title="subscribers must list at least one uid")
-        fail_uids, reasons = [], []
-        for uid in dict.fromkeys(subs):
-            if not uid or is_special(uid):
-                fail_uids.append(uid)
-                reasons.append("uid contains '@', '#' or '&'")
-                continue
-            reason, _mid, _seq = self.send(SendRequest(from_uid, uid, PERSON, payload, uuid.uuid4().hex + "0", 0,
-                                                       flags))
-            if reason != wk.REASON_SUCCESS:
-                fail_uids.append(uid)
-                reasons.append(f"reason code {reason}")
-        resp.media = {"fail_uids": fail_uids, "reason": reasons}
+        ok = [u for u in subs if u and not is_special(u)]  # in order, duplicates kept (as WuKongIM)
+        fail_uids = [u for u in subs if not u or is_special(u)]
+        try:
+            if ok:
+                self.node.send_batches.enqueue(from_uid, ok, payload, flags)
+        except (redis.RedisError, OSError) as exc:
+            raise falcon.HTTPServiceUnavailable(title="retry required", description=f"queue unavailable: {exc}") \
+                from None
+        resp.media = {"fail_uids": fail_uids, "reason": ["uid contains '@', '#' or '&'" if u else "empty uid"
+                                                         for u in fail_uids]}
 
 
 class MessageSync(_Base):

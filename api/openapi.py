@@ -101,7 +101,7 @@ def spec() -> dict:
         obj({"status": {"type": "integer"}, "data": obj({"message_id": {"type": "integer"},
                                                          "client_msg_no": {"type": "string"},
                                                          "message_seq": {"type": "integer"}})}), tag=m)
-    paths["/message/sendbatch"] = post("Send one person message from from_uid to each subscriber", obj(
+    paths["/message/sendbatch"] = post("Queue one person message from from_uid to each subscriber (answered once queued)", obj(
         {"header": HEADER, "from_uid": UID, "subscribers": UIDS, "payload": {"type": "string", "format": "byte"}},
         ["from_uid", "subscribers", "payload"]),
         obj({"fail_uids": {"type": "array", "items": {"type": "string"}},

@@ -441,3 +441,60 @@ def test_raft_status_lists_every_slot(cluster):
         lead = [r for r in s["replicas"] if r["leader"]]
         assert len(lead) == 1 and lead[0]["node_id"] == s["leader"] and lead[0]["lag"] == 0
         assert all(r["lag"] >= 0 and r["matched_index"] >= 0 for r in s["replicas"])
+
+
+def _last_from(node, sub: str, frm: str):
+    return node.get(f"/channel/last_message?login_uid={sub}&channel_id={frm}&channel_type=1")[1]
+
+
+def test_sendbatch_answers_at_once_and_sends_every_message(cluster):
+    n1, n2 = cluster.nodes[1], cluster.nodes[2]
+    frm = uniq("bf")
+    subs = [f"{frm}-s{i}" for i in range(400)]
+    t = time.monotonic()
+    code, got = n1.post("/message/sendbatch", {"from_uid": frm, "subscribers": subs + ["bad@uid", subs[0]],
+                                              "payload": payload("batch"), "header": {"red_dot": 1}})
+    answered = time.monotonic() - t
+    assert code == 200 and got == {"fail_uids": ["bad@uid"], "reason": ["uid contains '@', '#' or '&'"]}
+    assert answered < 2.0, f"sendbatch held the request {answered:.2f}s"
+
+    def all_there():
+        return all(n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")[1]
+                   ["message_seq"] >= 1 for s in subs[::-1])
+    wait_until(all_there, 60, interval=0.5, what="every batch message")
+    first = _last_from(n2, subs[0], frm)  # subs[0] was listed twice: two messages, as WuKongIM sends
+    assert first["message_seq"] == 2 and first["from_uid"] == frm and first["header"]["red_dot"] == 1
+    assert json.loads(base64.b64decode(first["payload"]))["content"] == "batch"
+    for s in subs[1:40]:
+        m = _last_from(n2, s, frm)
+        assert m["message_seq"] == 1 and m["channel_id"] == s  # MessageResp: the peer of the sender
+    for bad in ({"from_uid": frm, "subscribers": [], "payload": payload("x")},
+                {"subscribers": ["a"], "payload": payload("x")}, {"from_uid": frm, "subscribers": ["a"]}):
+        code, got = n1.post("/message/sendbatch", bad)
+        assert code == 400 and got["status"] == 400
+
+
+def test_sendbatch_is_sent_even_if_the_accepting_node_dies(make_cluster):
+    c = make_cluster(3)
+    n1, n2 = c.nodes[1], c.nodes[2]
+    wait_until(lambda: all(s["ready"] for s in n2.get("/cluster/slots")[1]["slots"]), 30, what="slots ready")
+    frm = uniq("df")
+    subs = [f"{frm}-s{i}" for i in range(800)]
+    code, got = n1.post("/message/sendbatch", {"from_uid": frm, "subscribers": subs, "payload": payload("d")})
+    assert code == 200 and got == {"fail_uids": [], "reason": []}
+    n1.kill9()
+
+    def seqs():
+        out = []
+        for s in subs:
+            code, got = n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")
+            if code != 200:
+                return None
+            out.append(got["message_seq"])
+        return out
+
+    def all_sent():
+        got = seqs()
+        return got is not None and min(got) >= 1 and got
+    got = wait_until(all_sent, 120, interval=1.0, what="every message of the batch after the kill")
+    assert set(got) == {1}, "a message of the batch was sent twice"
