@@ -182,6 +182,10 @@ class MessageSync(_Base):
 class MessagesGet(_Base):
     def on_post(self, req, resp):
         body = body_of(req)
+        if body.get("channel_type", 0) == 0 and isinstance(body.get("channel_id"), str) and body["channel_id"]:
+            lenient("/messages", "channel_type 0", f"no channel {body['channel_id']!r} of type 0")
+            resp.media = {"start_message_seq": 0, "end_message_seq": 0, "more": 0, "messages": []}
+            return
         cid, ctype = channel_of(body)
         sid = storage_of(self.node, cid, ctype, str_field(body, "login_uid"))
         seqs = _int_list(body, "message_seqs")

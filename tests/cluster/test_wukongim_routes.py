@@ -309,6 +309,8 @@ SECTION6 = [
     ("messages unknown channel", None, "POST", "/messages",
      {"channel_id": "{id}", "channel_type": 2, "message_seqs": [1, 2]},
      {"start_message_seq": 0, "end_message_seq": 0, "more": 0, "messages": []}, "/messages"),
+    ("messages with channel_type 0", None, "POST", "/messages", {"channel_id": "{id}", "channel_type": 0},
+     {"start_message_seq": 0, "end_message_seq": 0, "more": 0, "messages": []}, "/messages"),
     ("delete unknown channel", None, "POST", "/channel/delete", {"channel_id": "{id}", "channel_type": 2},
      {"status": 200}, "/channel/delete"),
     ("subscriber_remove unknown channel", None, "POST", "/channel/subscriber_remove",

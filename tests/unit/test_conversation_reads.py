@@ -1,4 +1,4 @@
-"""Pure rules of /conversation/syncByChannels and /conversation/syncMessages (WuKongIM v2.2.5)."""
+"""Pure rules of /conversation/syncByChannels and /conversation/syncMessages, and /cluster/nodes' uptime format."""
 from __future__ import annotations
 
 from mesh.im.conversations import build_by_channels, message_window, unread_of
@@ -40,3 +40,9 @@ def test_build_by_channels_one_element_per_channel_in_order():
     assert b["last_client_msg_no"] == "c5" and b["offset_msg_seq"] == 0
     assert (none["last_msg_seq"], none["unread"], none["recents"], none["timestamp"]) == (0, 0, [], 0)
     assert none["version"] == 80 * 1_000_000_000  # the row's updated_at when there is no message
+
+
+def test_uptime_as_wukongim_prints_it():
+    from api.cluster_shapes import go_duration
+
+    assert [go_duration(x) for x in (0, 4, 184, 3600, 93784)] == ["0s", "4s", "3m4s", "1h0m0s", "1d2h3m4s"]
