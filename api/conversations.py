@@ -104,7 +104,7 @@ def _channel_list(body: dict, *, with_seq: bool) -> list[tuple]:
     for c in chans:
         cid = str_field(c, "channel_id", required=True)
         ctype = int_field(c, "channel_type", 0, lo=0, hi=255)
-        out.append((cid, ctype, int_field(c, "last_msg_seq", 0, lo=0)) if with_seq else (cid, ctype))
+        out.append((cid, ctype, int_field(c, "last_msg_seq", 0, lo=0, hi=2**63 - 1)) if with_seq else (cid, ctype))
     return out
 
 

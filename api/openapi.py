@@ -143,7 +143,8 @@ def spec() -> dict:
     paths["/conversation/syncMessages"] = post("Per stored channel, a window of messages", obj(
         {"uid": {"type": "string"}, "msg_count": count, "order_by_last": FLAG01,
          "channels": {"type": "array", "maxItems": 50, "items": obj(
-             {"channel_id": UID, "channel_type": CTYPE, "last_msg_seq": {"type": "integer", "minimum": 0}},
+             {"channel_id": UID, "channel_type": CTYPE,
+              "last_msg_seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
              ["channel_id"])}}),
         {"type": "array", "items": obj({"channel_id": {"type": "string"}, "channel_type": {"type": "integer"},
                                         "messages": {"type": "array", "items": MESSAGE},

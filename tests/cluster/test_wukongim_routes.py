@@ -243,6 +243,9 @@ def test_conversation_sync_messages_channels_and_sync_by_channels(cluster):
         {"channel_id": sid, "channel_type": 1, "last_msg_seq": 0}]})  # msg_count omitted -> 15
     assert [m["message_seq"] for m in got[0]["messages"]] == [1, 2, 3, 4, 5, 6]
     assert via.post("/conversation/syncMessages", {"uid": a, "channels": []}) == (200, [])
+    code, got = via.post("/conversation/syncMessages", {"uid": a, "channels": [  # found by schemathesis: was a 500
+        {"channel_id": sid, "channel_type": 1, "last_msg_seq": 4575987503889219846144}]})
+    assert code == 400 and got["status"] == 400
 
     # channels: the user's chat conversations by stored id
     code, got = via.post("/conversation/channels", {"uid": a})
