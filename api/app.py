@@ -23,12 +23,23 @@ from typing import Any, NamedTuple
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import channels, cluster_admin, connections, conversations, errors, manager_ui, messages, users
+from api import (
+    channels,
+    cluster_admin,
+    cluster_shapes,
+    connections,
+    conversations,
+    errors,
+    manager_ui,
+    message_lookups,
+    messages,
+    users,
+)
 from api.auth import ManagerToken
 from api.health import Health
 
 # The WuKongIM-compatible API: each module's ``register(app, node)`` adds its routes.
-API_MODULES = (users, channels, messages, conversations, connections)
+API_MODULES = (users, channels, messages, message_lookups, conversations, connections)
 
 
 class ServedApp(NamedTuple):
@@ -70,6 +81,7 @@ def _base_app(node) -> falcon.App:
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
+    cluster_shapes.register(app, node)
     return app
 
 
@@ -108,6 +120,7 @@ def create_manager_app(node) -> falcon.App:
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
+    cluster_shapes.register(app, node)
     _register_api(app, node)  # same-origin API for the web manager
     manager_ui.register(app, node)
     return app

@@ -2,10 +2,12 @@
 
 ``/channel``, ``/channel/info``, ``/channel/delete``, ``/channel/subscriber_add``,
 ``/channel/subscriber_remove``, ``/channel/blacklist_add|_set|_remove``,
-``/channel/whitelist_add|_set|_remove`` answer ``{"status": 200}``;
-``GET /channel/whitelist`` answers a bare array. Bad input (missing id, type 0 or
-unknown, ``@#&`` in an id, subscribers on a person channel, an unknown channel where
-one must exist) is a 400 with a message.
+``/channel/whitelist_add|_set|_remove``, ``/channel/subscriber_remove_all``,
+``/channel/blacklist_remove_all`` and ``/channel/whitelist_remove_all`` answer
+``{"status": 200}``; ``GET /channel/whitelist`` answers a bare array. Bad input
+(missing id, type 0 or unknown, ``@#&`` in an id, subscribers on a person channel) is
+a 400 with a message. As in WuKongIM, deleting an unknown channel or removing
+subscribers of one answers 200 (nothing is written; logged and counted).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import zlib
 
 import falcon
 
+from api.errors import lenient
 from api.validate import body_of, int_field, str_field, str_list
 from mesh.im.channel_rules import GROUP, KNOWN_TYPES, PERSON, is_special
 
@@ -53,9 +56,12 @@ class _Base:
     def call(self, fn, *args):
         return self.node.call_or_503(fn, *args)
 
-    def must_exist(self, cid: str, ctype: int) -> None:
-        if not self.call(self.node.channels.exists, cid, ctype):
-            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+    def known(self, route: str, cid: str, ctype: int) -> bool:
+        """Whether the channel exists; if not, say so (WuKongIM answers 200 all the same)."""
+        if self.call(self.node.channels.exists, cid, ctype):
+            return True
+        lenient(route, "unknown channel", f"channel {cid!r} (type {ctype}) does not exist; nothing changed")
+        return False
 
 
 class ChannelCreate(_Base):
@@ -86,8 +92,8 @@ class ChannelDelete(_Base):
     def on_post(self, req, resp):
         body = body_of(req)
         cid, ctype = channel_of(body, allow_person=False)
-        self.must_exist(cid, ctype)
-        self.call(self.node.channels.set_info, cid, ctype, {"disband": 1})
+        if self.known("/channel/delete", cid, ctype):
+            self.call(self.node.channels.set_info, cid, ctype, {"disband": 1})
         resp.media = {"status": 200}
 
 
@@ -108,8 +114,17 @@ class SubscriberRemove(_Base):
         body = body_of(req)
         cid, ctype = channel_of(body, allow_person=False)
         subs = uids_of(body, "subscribers", required=True)
-        self.must_exist(cid, ctype)
-        self.call(self.node.channels.remove_subscribers, cid, ctype, subs)
+        if self.known("/channel/subscriber_remove", cid, ctype):
+            self.call(self.node.channels.remove_subscribers, cid, ctype, subs)
+        resp.media = {"status": 200}
+
+
+class SubscriberRemoveAll(_Base):
+    """Every subscriber off the channel; conversations are left alone (as in WuKongIM)."""
+
+    def on_post(self, req, resp):
+        cid, ctype = channel_of(body_of(req), allow_person=False)
+        self.call(self.node.channels.remove_all_subscribers, cid, ctype)
         resp.media = {"status": 200}
 
 
@@ -124,6 +139,19 @@ class ListChange(_Base):
         cid, ctype = channel_of(body)
         uids = uids_of(body, "uids", required=self.mode in ("add", "remove"))
         self.call(self.node.channels.list_change, cid, ctype, self.which, self.mode, uids)
+        resp.media = {"status": 200}
+
+
+class ListRemoveAll(_Base):
+    """Empty the deny or allow list (an empty allow list of a group is not enforced)."""
+
+    def __init__(self, node, which: str) -> None:
+        super().__init__(node)
+        self.which = which
+
+    def on_post(self, req, resp):
+        cid, ctype = channel_of(body_of(req))
+        self.call(self.node.channels.list_change, cid, ctype, self.which, "clear", [])
         resp.media = {"status": 200}
 
 
@@ -144,7 +172,9 @@ def register(app: falcon.App, node) -> None:
     app.add_route("/channel/delete", ChannelDelete(node))
     app.add_route("/channel/subscriber_add", SubscriberAdd(node))
     app.add_route("/channel/subscriber_remove", SubscriberRemove(node))
+    app.add_route("/channel/subscriber_remove_all", SubscriberRemoveAll(node))
     for which, name in (("deny", "blacklist"), ("allow", "whitelist")):
         for mode in ("add", "set", "remove"):
             app.add_route(f"/channel/{name}_{mode}", ListChange(node, which, mode))
+        app.add_route(f"/channel/{name}_remove_all", ListRemoveAll(node, which))
     app.add_route("/channel/whitelist", WhitelistGet(node))

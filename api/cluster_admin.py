@@ -2,7 +2,8 @@
 
 Shapes follow the WuKongIM cluster guide (`/cluster/nodes` gives
 ``{"leader": <controller id>, "nodes": [{"id", "addr", "status", "last_heartbeat", ...}]}``,
-`/cluster/status` gives ``{"status": "healthy" | ...}``).
+`/cluster/status` gives ``{"status": "healthy" | ...}``); `/cluster/nodes` also carries
+WuKongIM's ``{"total", "data"}`` (``api/cluster_shapes.py``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import falcon
 import gevent
 import gevent.pool
 
+from api.cluster_shapes import node_configs
 from mesh.net import wire
 from mesh.net.transport import MeshError
 
@@ -78,7 +80,8 @@ class ClusterNodes:
                 "error": errors.get(pid),
             })
         offline = sorted({m for s in (table.slots if table else []) for m in s.members()} - set(members))
-        resp.media = {"leader": view.controller, "nodes": out, "offline": offline}
+        data = node_configs(node)
+        resp.media = {"leader": view.controller, "nodes": out, "offline": offline, "total": len(data), "data": data}
 
 
 class ClusterStatus:

@@ -1,13 +1,22 @@
 """Connection-related endpoints: ``/user/onlinestatus``, ``/route``, ``/route/batch``,
-``/varz`` and ``/connz`` (WuKongIM v2.2.5 shapes).
+``/varz``, ``/varz/setting``, ``/connz``, ``/conn/kick`` and ``/conn/remove``
+(WuKongIM v2.2.5 shapes).
 
 ``/user/onlinestatus`` reads presence from Redis, so it answers for users connected to
 any node; ``/route`` hands out this node's external addresses (in a cluster behind a
 load balancer these are the balancer's); ``/connz`` lists one node's connections
-(``node_id`` asks another node over the mesh).
+(``node_id`` asks another node over the mesh). ``/conn/kick`` and ``/conn/remove``
+``{uid, conn_id, node_id, op_node_id}`` close one connection wherever it is: on
+``op_node_id`` or ``node_id`` when given, else here or, failing that, on the node
+presence says holds the uid's connection with that id. A kick sends DISCONNECT 12
+("server kick") and closes ``KICK_CLOSE_DELAY`` later (WuKongIM waits 2 s; the client
+has the DISCONNECT by then either way); a remove closes at once without a DISCONNECT.
+An unknown connection still answers ``{"status": 200}``, as in WuKongIM (logged and
+counted).
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -15,11 +24,17 @@ from datetime import UTC, datetime
 import falcon
 
 from api import node_stats
-from api.validate import body_of
+from api.errors import lenient
+from api.validate import body_of, int_field, str_field
+from gateway import wkproto as wk
 from mesh.net import wire
 from mesh.net.transport import MeshError
 
 DEVICE_NAMES = {0: "App", 1: "Web", 2: "PC"}
+KICK_CLOSE_DELAY = 0.5  # seconds between a /conn/kick's DISCONNECT and the close
+KICK_TEXT = "server kick"
+
+log = logging.getLogger("api.connections")
 
 
 def _uid_list(req) -> list[str]:
@@ -159,9 +174,94 @@ class Connz:
             raise falcon.HTTPServiceUnavailable(title=f"node {target} did not answer", description=str(exc)) from None
 
 
+def close_local(node, uid: str, conn_id: int, kick: bool) -> bool:
+    """Kick or remove this node's connection ``conn_id`` (of ``uid`` when given); True if found."""
+    for s in node.gateway.all_sessions():
+        if s.conn_id != conn_id or (uid and s.uid != uid):
+            continue
+        log.info("connection %s uid=%s %s by the HTTP API", conn_id, s.uid or "-", "kicked" if kick else "removed")
+        if kick and s.uid:
+            s.kick(wk.REASON_CONNECT_KICK, KICK_TEXT, KICK_CLOSE_DELAY)
+        else:
+            s.close("removed by /conn/remove" if not kick else "kicked before login", logging.INFO)
+        return True
+    return False
+
+
+class ConnClose:
+    """``POST /conn/kick`` (``kick=True``) and ``POST /conn/remove``."""
+
+    def __init__(self, node, kick: bool) -> None:
+        self.node = node
+        self.kick = kick
+        self.route = "/conn/kick" if kick else "/conn/remove"
+        if kick:  # one handler per node for both routes
+            node.mesh.handle(wire.GW_CONN_CLOSE, self._on_close)
+
+    def _on_close(self, _sender: int, payload: list) -> bool:
+        q = wire.ConnClose(*payload)
+        return close_local(self.node, q.uid, q.conn_id, q.kick)
+
+    def _on(self, target: int, uid: str, conn_id: int) -> bool:
+        if target == self.node.node_id:
+            return close_local(self.node, uid, conn_id, self.kick)
+        try:
+            return bool(self.node.mesh.request(target, wire.GW_CONN_CLOSE, wire.ConnClose(uid, conn_id, self.kick),
+                                               timeout=3.0))
+        except MeshError as exc:
+            raise falcon.HTTPServiceUnavailable(title=f"node {target} did not answer", description=str(exc)) from None
+
+    def _holders(self, uid: str, conn_id: int) -> list[int]:
+        """Nodes that presence says hold ``uid``'s connection ``conn_id``."""
+        if not uid:
+            return []
+        try:
+            found = self.node.presence.lookup([uid])
+        except Exception:  # noqa: BLE001 - presence down: only this node is searched
+            return []
+        return sorted({n for n, c, _f, _l in found.get(uid, ()) if c == conn_id and n != self.node.node_id})
+
+    def on_post(self, req, resp):
+        body = body_of(req)
+        uid = str_field(body, "uid").strip()
+        conn_id = int_field(body, "conn_id", 0, lo=0, hi=2**63 - 1)
+        node_id = int_field(body, "node_id", 0, lo=0, hi=2**63 - 1)
+        op_node_id = int_field(body, "op_node_id", 0, lo=0, hi=2**63 - 1)
+        members = self.node.view.members
+        if op_node_id and op_node_id != self.node.node_id and op_node_id not in members:
+            raise falcon.HTTPBadRequest(title="node not found")
+        if conn_id == 0:
+            raise falcon.HTTPBadRequest(title="conn_id is 0")
+        target = op_node_id or node_id
+        if target:
+            found = (target == self.node.node_id or target in members) and self._on(target, uid, conn_id)
+        else:
+            found = close_local(self.node, uid, conn_id, self.kick)
+            for other in ([] if found else self._holders(uid, conn_id)):
+                if other in members and self._on(other, uid, conn_id):
+                    found = True
+                    break
+        if not found:
+            lenient(self.route, "unknown connection", f"no connection {conn_id} of uid {uid!r} (node {target or 'any'})")
+        resp.media = {"status": 200}
+
+
+class VarzSetting:
+    """``GET /varz/setting``: which monitoring pages WuKongIM's manager shows (Skein has none of them)."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_get(self, req, resp):
+        resp.media = {"logger": {"trace_on": 0, "loki_on": 0}, "prometheus_on": 0, "stress_on": 0}
+
+
 def register(app: falcon.App, node) -> None:
     app.add_route("/user/onlinestatus", OnlineStatus(node))
     app.add_route("/route", Route(node))
     app.add_route("/route/batch", RouteBatch(node))
     app.add_route("/varz", Varz(node))
     app.add_route("/connz", Connz(node))
+    app.add_route("/varz/setting", VarzSetting(node))
+    app.add_route("/conn/kick", ConnClose(node, kick=True))
+    app.add_route("/conn/remove", ConnClose(node, kick=False))

@@ -7,6 +7,12 @@ only conversations with at least one message newer than the client already has a
 returned, and only when ``msg_count`` > 0. ``/conversations/clearUnread``,
 ``setUnread`` and ``delete`` move the read and deleted positions and answer
 ``{"status": 200}``.
+
+``/conversation/syncByChannels`` answers the same element shape for the channels asked
+(one each, in order, even without a row or messages); ``/conversation/channels`` the
+user's chat conversations as ``[{channel_id (stored id), channel_type}]``;
+``/conversation/syncMessages`` per stored channel a window of messages and
+``user_last_msg_seq`` (WuKongIM v2.2.5 shapes, served from any node).
 """
 from __future__ import annotations
 
@@ -77,8 +83,73 @@ class DeleteConversation:
         resp.media = {"status": 200}
 
 
+DEFAULT_MSG_COUNT = 15
+MAX_CHANNELS = 1000
+
+
+def _msg_count(body: dict) -> int:
+    n = int_field(body, "msg_count", 0, lo=-(2**31), hi=10000)
+    return n if n > 0 else DEFAULT_MSG_COUNT
+
+
+def _channel_list(body: dict, *, with_seq: bool) -> list[tuple]:
+    chans = body.get("channels")
+    if chans is None:
+        chans = []
+    if not isinstance(chans, list) or not all(isinstance(c, dict) for c in chans):
+        raise falcon.HTTPBadRequest(title="channels must be an array of objects")
+    if len(chans) > MAX_CHANNELS:
+        raise falcon.HTTPBadRequest(title=f"channels has more than {MAX_CHANNELS} items")
+    out = []
+    for c in chans:
+        cid = str_field(c, "channel_id", required=True)
+        ctype = int_field(c, "channel_type", 0, lo=0, hi=255)
+        out.append((cid, ctype, int_field(c, "last_msg_seq", 0, lo=0, hi=2**63 - 1)) if with_seq else (cid, ctype))
+    return out
+
+
+class SyncMessages:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        body = body_of(req)
+        uid = str_field(body, "uid")
+        chans = _channel_list(body, with_seq=True)
+        order_by_last = bool(int_field(body, "order_by_last", 0, lo=0, hi=1))
+        resp.media = self.node.call_or_503(self.node.conversations.recent_messages, uid, chans, _msg_count(body),
+                                           order_by_last) if chans else []
+
+
+class ConversationChannels:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        uid = str_field(body_of(req), "uid")
+        resp.media = self.node.call_or_503(self.node.conversations.channels, uid) if uid else []
+
+
+class SyncByChannels:
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        body = body_of(req)
+        uid = str_field(body, "uid").strip()
+        if not uid:
+            raise falcon.HTTPBadRequest(title="uid cannot be empty")
+        chans = _channel_list(body, with_seq=False)
+        if not chans:
+            raise falcon.HTTPBadRequest(title="channels cannot be empty")
+        resp.media = self.node.call_or_503(self.node.conversations.sync_by_channels, uid, chans, _msg_count(body))
+
+
 def register(app: falcon.App, node) -> None:
     app.add_route("/conversation/sync", ConversationSync(node))
+    app.add_route("/conversation/syncMessages", SyncMessages(node))
+    app.add_route("/conversation/channels", ConversationChannels(node))
+    app.add_route("/conversation/syncByChannels", SyncByChannels(node))
     app.add_route("/conversations/clearUnread", ClearUnread(node))
     app.add_route("/conversations/setUnread", SetUnread(node))
     app.add_route("/conversations/delete", DeleteConversation(node))

@@ -1,8 +1,8 @@
 """The demo chat page (port 5172): static files plus three small calls the page needs.
 
-The page (``api/static/demo/``) runs the official JS SDK (``wukongimjssdk`` 1.0.4, bundled
-for browsers at install time into ``api/static/demo/vendor/wkjs.js``) and talks to this
-node's WebSocket port. The calls:
+The page (``api/static/demo/``, at ``/`` and at ``/chatdemo``, WuKongIM's path) runs the
+official JS SDK (``wukongimjssdk`` 1.0.4, bundled for browsers at install time into
+``api/static/demo/vendor/wkjs.js``) and talks to this node's WebSocket port. The calls:
 
 * ``POST /demo/login {uid}``: registers a fresh token for ``uid`` (device flag 1, web;
   slave level, so tabs do not kick each other) and answers ``{uid, token, wsAddr, apiUrl}``.
@@ -19,7 +19,7 @@ import secrets
 import falcon
 
 from api import errors
-from api.static_page import add_page
+from api.static_page import PageIndex, add_page
 from api.validate import body_of, int_field, str_field, str_list
 from mesh.im.channel_rules import GROUP, PERSON, fake_channel_id, is_special
 from mesh.im.messages import message_resp
@@ -85,7 +85,8 @@ def create_demo_app(node) -> falcon.App:
     app = falcon.App()
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    add_page(app, "demo")
+    directory = add_page(app, "demo")
+    app.add_route("/chatdemo", PageIndex(directory))  # where WuKongIM's nginx example rewrites /login to
     app.add_route("/demo/login", DemoLogin(node))
     app.add_route("/demo/group", DemoGroup(node))
     app.add_route("/demo/history", DemoHistory(node))

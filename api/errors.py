@@ -4,12 +4,16 @@ WuKongIM answers bad requests with ``400 {"msg": "<text>", "status": 400}``; Ske
 the same body for every HTTP error it raises, so clients written against WuKongIM keep
 working. An unexpected exception is logged once (with the request path) and answered
 with ``500 {"msg": "internal error", "status": 500}``; tests require that never to happen.
+Where WuKongIM answers 200 to a request that did nothing (an unknown channel, a banned
+group), ``lenient`` logs and counts it.
 """
 from __future__ import annotations
 
 import logging
 
 import falcon
+
+from mesh.base import metrics
 
 log = logging.getLogger("api.errors")
 
@@ -36,6 +40,18 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
 
 def bad_request(msg: str) -> falcon.HTTPBadRequest:
     return falcon.HTTPBadRequest(title=msg)
+
+
+def lenient(route: str, reason: str, detail: str) -> str:
+    """A request WuKongIM answers 200 although nothing (or not what was asked) happened.
+
+    Skein answers 200 too, so app backends that treat any non-200 as failure keep
+    working, but says what happened: one log line, the ``skein_api_lenient_answers_total``
+    metric, and the returned text for the body where the response shape has room.
+    """
+    metrics.api_lenient.labels(route, reason).inc()
+    log.info("%s answered 200 (%s): %s", route, reason, detail)
+    return f"{reason}: {detail}"
 
 
 def install(app: falcon.App) -> None:

@@ -4,15 +4,18 @@
   once a majority of the channel's replicas has the message (WuKongIM answers before
   persisting; Skein waits, so a 200 means the message is durable). An empty
   ``from_uid`` sends as the system uid. HTTP sends skip the sender checks, as in
-  WuKongIM; a banned or disbanded channel gives 403 with the reason code. Over the
+  WuKongIM. As in WuKongIM, a send to an unknown group is stored (200, with a ``msg``
+  saying nobody reads it) and a send refused by a ban or disband answers 200 too, with
+  ``message_id`` 0, ``msg`` and ``reason_code`` (logged and counted either way). Over the
   per-``from_uid`` or per-token rate (``api.rate_limit``) it answers 429
   ``{"msg": ..., "status": 429}``.
-* ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}``.
+* ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}`` as soon
+  as the batch is durably queued; the messages follow (``mesh/im/send_batches.py``).
 * ``POST /channel/messagesync``, ``POST /messages`` answer a bare
   ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
   ``{"message_seq":n}``. Person chats are addressed with the peer's uid plus
-  ``login_uid``.
+  ``login_uid``. An unknown channel is an empty 200 (logged and counted).
 """
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ import uuid
 import zlib
 
 import falcon
+import redis
 
 from api.channels import channel_of, uids_of
-from api.validate import body_of, int_field, str_field
+from api.errors import lenient
+from api.validate import body_of, int_field, str_field, str_list
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
@@ -107,6 +112,7 @@ class MessageSend(_Base):
         expire = int_field(body, "expire", 0, lo=0, hi=2**32 - 1)
         subs = uids_of(body, "subscribers", required=False)
         raw_cid = body.get("channel_id")
+        unknown = ""
         if subs:
             if raw_cid:
                 raise falcon.HTTPBadRequest(title="give either channel_id or subscribers, not both")
@@ -117,41 +123,45 @@ class MessageSend(_Base):
         else:
             cid, ctype = channel_of(body)
             if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
-                raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+                unknown = lenient("/message/send", "unknown channel", f"channel {cid!r} (type {ctype}) does not "
+                                  "exist; the message is stored where no subscriber reads it (as WuKongIM does)")
         sreq = SendRequest(from_uid, cid, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
         reason, mid, seq = self.send(sreq, subscribers=subs or None)
-        if reason != wk.REASON_SUCCESS:
-            resp.status = falcon.HTTP_403
-            resp.media = {"msg": f"send refused with reason code {reason}", "status": 403, "reason_code": reason}
+        if reason != wk.REASON_SUCCESS:  # WuKongIM drops it silently and answers 200; Skein says why
+            msg = lenient("/message/send", f"refused with reason code {reason}", f"to {cid!r} (type {ctype}), "
+                          "not stored")
+            resp.media = {"status": 200, "data": {"message_id": 0, "client_msg_no": cmn, "message_seq": 0},
+                          "msg": msg, "reason_code": reason}
             return
         if subs:
             resp.media = {"status": 200}
             return
         resp.media = {"status": 200, "data": {"message_id": mid, "client_msg_no": cmn, "message_seq": seq}}
+        if unknown:
+            resp.media["msg"] = unknown
 
 
 class MessageSendBatch(_Base):
+    """Queued: answers once the batch is durably queued (``mesh/im/send_batches.py``)."""
+
     def on_post(self, req, resp):
         body = body_of(req)
         payload = payload_of(body)
         flags = header_flags(body)
         from_uid = str_field(body, "from_uid", required=True)
-        subs = [u for u in body.get("subscribers") or [] if isinstance(u, str)] \
-            if isinstance(body.get("subscribers"), list) else None
+        subs = str_list(body, "subscribers")
         if not subs:
             raise falcon.HTTPBadRequest(title="subscribers must list at least one uid")
-        fail_uids, reasons = [], []
-        for uid in dict.fromkeys(subs):
-            if not uid or is_special(uid):
-                fail_uids.append(uid)
-                reasons.append("uid contains '@', '#' or '&'")
-                continue
-            reason, _mid, _seq = self.send(SendRequest(from_uid, uid, PERSON, payload, uuid.uuid4().hex + "0", 0,
-                                                       flags))
-            if reason != wk.REASON_SUCCESS:
-                fail_uids.append(uid)
-                reasons.append(f"reason code {reason}")
-        resp.media = {"fail_uids": fail_uids, "reason": reasons}
+        ok = [u for u in subs if u and not is_special(u)]  # in order, duplicates kept (as WuKongIM)
+        fail_uids = [u for u in subs if not u or is_special(u)]
+        try:
+            if ok:
+                self.node.send_batches.enqueue(from_uid, ok, payload, flags)
+        except (redis.RedisError, OSError) as exc:
+            raise falcon.HTTPServiceUnavailable(title="retry required", description=f"queue unavailable: {exc}") \
+                from None
+        resp.media = {"fail_uids": fail_uids, "reason": ["uid contains '@', '#' or '&'" if u else "empty uid"
+                                                         for u in fail_uids]}
 
 
 class MessageSync(_Base):
@@ -168,7 +178,7 @@ class MessageSync(_Base):
         got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
                         {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
         if not got["exists"] and ctype != PERSON:
-            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+            lenient("/channel/messagesync", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
                       "messages": [message_resp(m) for m in msgs]}
@@ -177,6 +187,10 @@ class MessageSync(_Base):
 class MessagesGet(_Base):
     def on_post(self, req, resp):
         body = body_of(req)
+        if body.get("channel_type", 0) == 0 and isinstance(body.get("channel_id"), str) and body["channel_id"]:
+            lenient("/messages", "channel_type 0", f"no channel {body['channel_id']!r} of type 0")
+            resp.media = {"start_message_seq": 0, "end_message_seq": 0, "more": 0, "messages": []}
+            return
         cid, ctype = channel_of(body)
         sid = storage_of(self.node, cid, ctype, str_field(body, "login_uid"))
         seqs = _int_list(body, "message_seqs")
@@ -187,7 +201,7 @@ class MessagesGet(_Base):
         got = self.call(self.node.router.call, sid, wire.MSG_LOOKUP,
                         {"id": sid, "type": ctype, "seqs": seqs, "ids": ids, "cmns": cmns})
         if not got["exists"] and ctype != PERSON:
-            raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
+            lenient("/messages", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         resp.media = {"start_message_seq": 0, "end_message_seq": 0, "more": 0,
                       "messages": [message_resp(m) for m in got["messages"]]}
 

@@ -86,6 +86,9 @@ def spec() -> dict:
         for mode in ("add", "set", "remove"):
             paths[f"/channel/{name}_{mode}"] = post(f"{name} {mode}", obj(
                 {**CHANNEL, "uids": UIDS}, ["channel_id", "channel_type"]), STATUS, tag=c)
+    for name in ("subscriber", "blacklist", "whitelist"):
+        paths[f"/channel/{name}_remove_all"] = post(f"Empty the channel's {name} list", obj(
+            CHANNEL, ["channel_id", "channel_type"]), STATUS, tag=c)
     paths["/channel/whitelist"] = get("A channel's allow list", [("channel_id", UID, True), ("channel_type", CTYPE,
                                                                                            False)],
                                       {"type": "array", "items": obj({"id": {"type": "integer"},
@@ -101,7 +104,7 @@ def spec() -> dict:
     paths["/message/send"]["post"]["responses"]["429"] = {
         "description": "Over the rate limit of the from_uid or the API token (Retry-After says when to retry)",
         "content": {"application/json": {"schema": ERROR}}}
-    paths["/message/sendbatch"] = post("Send one person message from from_uid to each subscriber", obj(
+    paths["/message/sendbatch"] = post("Queue one person message from from_uid to each subscriber (answered once queued)", obj(
         {"header": HEADER, "from_uid": UID, "subscribers": UIDS, "payload": {"type": "string", "format": "byte"}},
         ["from_uid", "subscribers", "payload"]),
         obj({"fail_uids": {"type": "array", "items": {"type": "string"}},
@@ -121,6 +124,12 @@ def spec() -> dict:
     paths["/channel/max_message_seq"] = get("The channel's last seq", [
         ("channel_id", UID, True), ("channel_type", CTYPE, True), ("login_uid", UID, False)],
         obj({"message_seq": {"type": "integer"}}), tag=m)
+    paths["/channel/last_message"] = get("The channel's newest message (or {status: 404})", [
+        ("channel_id", UID, True), ("channel_type", CTYPE, True), ("login_uid", UID, False)],
+        {"oneOf": [MESSAGE, STATUS]}, tag=m)
+    paths["/message/byclientmsgno"] = get("A message by client_msg_no in a stored channel (or {status: 404})", [
+        ("channel_id", UID, True), ("channel_type", CTYPE, True), ("client_msg_no", {"type": "string"}, True)],
+        {"oneOf": [MESSAGE, STATUS]}, tag=m)
     v = "conversations"
     conv = obj({"channel_id": {"type": "string"}, "channel_type": {"type": "integer"}, "unread": {"type": "integer"},
                 "timestamp": {"type": "integer"}, "last_msg_seq": {"type": "integer"},
@@ -133,6 +142,22 @@ def spec() -> dict:
          "exclude_channel_types": {"type": "array", "items": {"type": "integer"}},
          "page": {"type": "integer", "minimum": 0}, "page_size": {"type": "integer", "minimum": 1}}, ["uid"]),
         {"type": "array", "items": conv}, tag=v)
+    count = {"type": "integer", "minimum": -1000, "maximum": 10000}
+    paths["/conversation/syncMessages"] = post("Per stored channel, a window of messages", obj(
+        {"uid": {"type": "string"}, "msg_count": count, "order_by_last": FLAG01,
+         "channels": {"type": "array", "maxItems": 50, "items": obj(
+             {"channel_id": UID, "channel_type": CTYPE,
+              "last_msg_seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+             ["channel_id"])}}),
+        {"type": "array", "items": obj({"channel_id": {"type": "string"}, "channel_type": {"type": "integer"},
+                                        "messages": {"type": "array", "items": MESSAGE},
+                                        "user_last_msg_seq": {"type": "integer"}})}, tag=v)
+    paths["/conversation/channels"] = post("A user's chat conversations (stored ids)", obj(
+        {"uid": {"type": "string"}}), {"type": "array", "items": obj(
+            {"channel_id": {"type": "string"}, "channel_type": {"type": "integer"}})}, tag=v)
+    paths["/conversation/syncByChannels"] = post("Conversations of the channels asked, in order", obj(
+        {"uid": UID, "msg_count": count, "channels": {"type": "array", "minItems": 1, "maxItems": 50, "items": obj(
+            CHANNEL, ["channel_id"])}}, ["uid", "channels"]), {"type": "array", "items": conv}, tag=v)
     target = obj({"uid": UID, **CHANNEL, "message_seq": {"type": "integer"}}, ["uid", "channel_id", "channel_type"])
     paths["/conversations/clearUnread"] = post("Mark a conversation read", target, STATUS, tag=v)
     paths["/conversations/setUnread"] = post("Set a conversation's unread count", obj(
@@ -146,6 +171,14 @@ def spec() -> dict:
     paths["/route/batch"] = post("Where these users connect", UIDS,
                                  {"type": "array", "items": obj({**addrs, "uids": UIDS})}, tag=r)
     paths["/varz"] = get("Node statistics", [], {"type": "object"}, tag="ops")
+    paths["/varz/setting"] = get("Which monitoring pages a manager shows", [], obj(
+        {"logger": obj({"trace_on": FLAG01, "loki_on": FLAG01}), "prometheus_on": FLAG01, "stress_on": FLAG01}),
+        tag="ops")
+    conn = obj({"uid": {"type": "string"}, "conn_id": {"type": "integer", "minimum": 0},
+                "node_id": {"type": "integer", "minimum": 0}, "op_node_id": {"type": "integer", "minimum": 0}})
+    paths["/conn/kick"] = post("DISCONNECT (server kick) and close one connection, on any node", conn, STATUS,
+                               tag="ops")
+    paths["/conn/remove"] = post("Close one connection, on any node, without DISCONNECT", conn, STATUS, tag="ops")
     paths["/connz"] = get("Connections of a node", [
         ("offset", {"type": "integer", "minimum": 0}, False), ("limit", {"type": "integer", "minimum": 1}, False),
         ("uid", {"type": "string"}, False)], {"type": "object"}, tag="ops")
@@ -153,6 +186,14 @@ def spec() -> dict:
     paths["/cluster/nodes"] = get("Cluster members", [], {"type": "object"}, tag="cluster")
     paths["/cluster/status"] = get("Cluster status", [], {"type": "object"}, tag="cluster")
     paths["/cluster/slots"] = get("The slot table", [], {"type": "object"}, tag="cluster")
+    nodes = obj({"total": {"type": "integer"}, "data": {"type": "array", "items": {"type": "object"}}})
+    paths["/cluster/simpleNodes"] = get("WuKongIM's node list from the cluster config", [], nodes, tag="cluster")
+    paths["/cluster/node"] = get("WuKongIM's NodeConfig of the node answering", [], {"type": "object"},
+                                 tag="cluster")
+    paths["/cluster/allslot"] = get("Every slot as WuKongIM's SlotResp", [], nodes, tag="cluster")
+    paths["/cluster/raft/status"] = get("Per slot: term, leader, commit and applied index, replicas' lag", [],
+                                        obj({"total": {"type": "integer"}, "slots": {"type": "array"}}),
+                                        tag="cluster")
     return {
         "openapi": "3.0.3",
         "info": {"title": "Skein HTTP API (WuKongIM v2.2.5 compatible)", "version": "0.1.0"},

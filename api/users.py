@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import falcon
 
+from api.errors import lenient
 from api.validate import body_of, check_uid, int_field, str_field
 from mesh.im.users import ALL_DEVICE_FLAGS
 
@@ -31,6 +32,8 @@ class UserToken:
         device_level = int_field(body, "device_level", 0, lo=0, hi=1)
         blocked = self.node.call_or_503(self.node.channels.person_block_reason, uid)
         if blocked:
+            lenient("/user/token", f"status {blocked}", f"uid {uid!r} is {'banned' if blocked == 19 else 'disbanded'}"
+                    "; token not stored")
             resp.media = {"status": blocked}  # banned (19) or disbanded (24) user, as WuKongIM answers
             return
         self.node.call_or_503(self.node.users.set_token, uid, token, device_flag, device_level)

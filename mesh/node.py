@@ -81,6 +81,7 @@ class Node:
         from gateway.gateway import Gateway
         from mesh.im import channels, conversations, history, person_perms, users
         from mesh.im.messages import Messages
+        from mesh.im.send_batches import SendBatches
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
 
@@ -98,6 +99,7 @@ class Node:
         self.conversations = conversations.Conversations(self)
         self.messages = Messages(self)
         self.webhooks = Webhooks(self)
+        self.send_batches = SendBatches(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
         self.replication.ready_hook = self.messages.on_leader_ready
@@ -288,6 +290,7 @@ class Node:
         self.presence.start()
         self.rate_counts.start()
         self.webhooks.start()
+        self.send_batches.start()
         self._start_listeners()
         # what exists now (modules, loaded slot states) lives as long as the process: keep it
         # out of every future full collection
@@ -418,7 +421,7 @@ class Node:
         log.info("stopped after %.1fs", time.time() - started)
 
     def close(self) -> None:
-        for part in (self.webhooks.stop, self.presence.stop, self.replication.stop):
+        for part in (self.send_batches.stop, self.webhooks.stop, self.presence.stop, self.replication.stop):
             try:
                 part()
             except Exception:

@@ -200,3 +200,12 @@ webhook_queued = Counter("skein_webhook_queued_total", "Webhook events added to 
 webhook_sent = Counter("skein_webhook_sent_total", "Webhook POSTs answered 200", ["event"])
 webhook_failures = Counter("skein_webhook_failures_total", "Failed webhook POST attempts (or queueing)", ["event"])
 webhook_depth = Gauge("skein_webhook_queue_depth", "Entries in the webhook stream")
+
+# ---- HTTP API
+api_lenient = Counter("skein_api_lenient_answers_total",
+                      "HTTP requests answered 200 (as WuKongIM does) although nothing, or not what was asked, happened",
+                      ["route", "reason"])
+sendbatch_queued = Counter("skein_sendbatch_queued_total", "Messages accepted by /message/sendbatch (queued in Redis)")
+sendbatch_sent = Counter("skein_sendbatch_sent_total", "Queued /message/sendbatch messages sent")
+sendbatch_failed = Counter("skein_sendbatch_failed_total",
+                           "Queued /message/sendbatch messages refused or not sent (no slot leader)")

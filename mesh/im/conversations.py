@@ -6,7 +6,11 @@ message (the sender has read it), for subscribers added to a group (read up to t
 channel's last message), and by ``clearUnread``/``setUnread``; group messages never
 create rows. ``/conversation/sync`` reads the rows, then asks each channel's slot
 leader for its newest messages, and computes unread counts at that moment
-(``build_sync``, pure).
+(``build_sync``, pure). ``sync_by_channels`` answers the same element shape for a
+given list of channels (one element each, even without a row or messages:
+``build_by_channels``, pure); ``channels`` lists a user's chat rows; ``recent_messages``
+serves ``/conversation/syncMessages`` (per channel a window of messages and the seq of
+the user's own last message there).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from collections import defaultdict
 
 import gevent
 
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
+from mesh.im.channel_rules import PERSON, SYSTEM_UID, fake_channel_id, person_peer
 from mesh.im.messages import message_resp
 from mesh.net import wire
 from mesh.storage.entries import M_CMN, M_FROM, M_SEQ, M_TS
@@ -99,6 +103,62 @@ def build_sync(uid: str, rows: list, summaries: dict, *, msg_count: int, last_ms
     return out
 
 
+CMD_SUFFIX = "____cmd"
+
+
+def unread_of(last_seq: int, read_seq: int, user_last: int, newest_from: str | None, uid: str) -> tuple[int, int]:
+    """WuKongIM's (unread, readed_to_msg_seq) of one conversation (pure)."""
+    unread = last_seq - read_seq if last_seq > read_seq else 0
+    readed = read_seq
+    if user_last > readed and last_seq - user_last < unread:
+        unread = last_seq - user_last  # the user has read up to their own last message
+        readed = user_last
+    if newest_from is not None and newest_from == uid:
+        readed = last_seq
+        unread = 0
+    return unread, readed
+
+
+def build_by_channels(uid: str, wanted: list[tuple[str, str, int]], rows: dict, summaries: dict) -> list[dict]:
+    """The ``/conversation/syncByChannels`` answer (pure): one element per wanted channel, in order.
+
+    ``wanted``: (channel id as asked, stored id, type); ``rows[(stored id, type)]``: the
+    user's row [stored id, type, read seq, deleted seq, created, updated] if any;
+    ``summaries[(stored id, type)]``: (last seq, recents newest first, the user's last seq).
+    """
+    out = []
+    for cid, sid, ctype in wanted:
+        row = rows.get((sid, ctype))
+        read_seq = row[2] if row else 0
+        last, recents, user_last = summaries.get((sid, ctype), (0, [], 0))
+        newest = recents[0] if recents else None
+        last_seq = newest[M_SEQ] if newest else last
+        unread, readed = unread_of(last_seq, read_seq, user_last, newest[M_FROM] if newest else None, uid)
+        if newest:
+            version = newest[M_TS] * 1_000_000_000
+        else:
+            version = (row[5] if row else 0) * 1_000_000_000
+        out.append({
+            "channel_id": cid, "channel_type": ctype, "unread": unread, "timestamp": newest[M_TS] if newest else 0,
+            "last_msg_seq": last_seq, "last_client_msg_no": newest[M_CMN] if newest else "", "offset_msg_seq": 0,
+            "readed_to_msg_seq": readed, "version": version, "recents": [message_resp(m) for m in recents],
+        })
+    return out
+
+
+def message_window(last_msg_seq: int, msg_count: int, order_by_last: bool) -> tuple[int, int, int]:
+    """``/conversation/syncMessages``' window of one channel (pure): (pull_mode, start, base).
+
+    Not ordered by last: seqs >= ``last_msg_seq`` ascending (a pull-up sync from
+    ``start``). Ordered by last: the newest ``msg_count`` of the seqs > ``last_msg_seq``-1,
+    newest first (a summary from ``base``; base 0 = the newest).
+    """
+    if not order_by_last:
+        return 1, max(1, last_msg_seq), 0
+    e = last_msg_seq - 1 if last_msg_seq > 0 else 0
+    return 0, 0, (e + 1 if e > 0 else 0)
+
+
 class Conversations:
     def __init__(self, node) -> None:
         self.node = node
@@ -174,6 +234,58 @@ class Conversations:
         _parallel(lambda kv: fetch(*kv), list(wanted.items()))
         return build_sync(uid, rows, summaries, msg_count=msg_count, last_msg_seqs=last_msg_seqs,
                           only_unread=only_unread, exclude_types=exclude_types, page=page, page_size=page_size)
+
+
+    def channels(self, uid: str) -> list[dict]:
+        """The user's chat conversations (stored ids, no CMD rows), de-duplicated."""
+        rows = self.router.call(uid, wire.CONV_LIST, {"uid": uid})
+        seen: dict = {}
+        for sid, ctype, *_ in rows:
+            if not sid.endswith(CMD_SUFFIX):
+                seen.setdefault((sid, ctype), {"channel_id": sid, "channel_type": ctype})
+        return list(seen.values())
+
+    def _summaries(self, uid: str, chans: list[list]) -> dict:
+        """{(sid, type): (last seq, recents newest first, uid's last seq)} for [sid, type, base, count]."""
+        by_slot: dict[int, list] = defaultdict(list)
+        for c in chans:
+            by_slot[self.router.slot_of(c[0])].append(c)
+        out: dict = {}
+
+        def fetch(slot: int, part: list) -> None:
+            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": part, "uid": uid})
+            for (sid, ctype, _b, _n), (last, recents, user_last) in zip(part, got):
+                out[(sid, ctype)] = (last, recents, user_last)
+        _parallel(lambda kv: fetch(*kv), list(by_slot.items()))
+        return out
+
+    def sync_by_channels(self, uid: str, channels: list[tuple[str, int]], msg_count: int) -> list[dict]:
+        wanted = [(cid, fake_channel_id(uid, cid) if ctype == PERSON else cid, ctype) for cid, ctype in channels]
+        rows = {(r[0], r[1]): r for r in self.router.call(uid, wire.CONV_LIST, {"uid": uid})}
+        summaries = self._summaries(uid, [[sid, ctype, 0, msg_count] for _c, sid, ctype in dict.fromkeys(wanted)])
+        return build_by_channels(uid, wanted, rows, summaries)
+
+    def recent_messages(self, uid: str, channels: list[tuple[str, int, int]], msg_count: int,
+                        order_by_last: bool) -> list[dict]:
+        """Per (stored id, type, last_msg_seq): its window of messages and uid's last seq there."""
+        windows = [(sid, ctype, *message_window(last, msg_count, order_by_last)) for sid, ctype, last in channels]
+        summaries = self._summaries(uid, [[sid, ctype, base, msg_count if order_by_last else 0]
+                                          for sid, ctype, _pm, _start, base in windows])
+        ascending: dict = {}
+
+        def pull(sid: str, ctype: int, start: int) -> None:
+            got = self.router.call(sid, wire.MSG_SYNC, {"id": sid, "type": ctype, "start": start, "end": 0,
+                                                        "limit": msg_count, "pull_mode": 1})
+            ascending[(sid, ctype)] = got["messages"]
+        if not order_by_last:
+            _parallel(lambda w: pull(w[0], w[1], w[3]), windows)
+        out = []
+        for sid, ctype, _pm, _start, _base in windows:
+            _last, recents, user_last = summaries.get((sid, ctype), (0, [], 0))
+            msgs = recents if order_by_last else ascending.get((sid, ctype), [])
+            out.append({"channel_id": sid, "channel_type": ctype, "messages": [message_resp(m) for m in msgs],
+                        "user_last_msg_seq": user_last})
+        return out
 
 
 def _parallel(fn, items: list) -> None:

@@ -43,6 +43,7 @@ PERM_INVALIDATE = "perm.invalidate"  # list[uid] -> None (drop cached person fla
 GW_LOGIN = "gw.login"  # topic: a login that may kick other devices (see Gateway.apply_login)
 GW_KICK = "gw.kick"  # topic: Kick
 GW_CONNZ = "gw.connz"  # Connz -> {"total", "connections": [...]}
+GW_CONN_CLOSE = "gw.conn_close"  # ConnClose -> bool (the connection was found on that node)
 
 # ---------------------------------------------------------------- slot calls and management
 SLOT_CALL = "slot.call"  # SlotCall -> the call's answer
@@ -108,6 +109,12 @@ class Kick(NamedTuple):
     device_flags: list[int] | None  # None: every device
     delay: float  # seconds before the close
     text: str  # the DISCONNECT reason text
+
+
+class ConnClose(NamedTuple):
+    uid: str  # "" matches any uid
+    conn_id: int
+    kick: bool  # True: DISCONNECT first, close shortly after (/conn/kick); False: close now (/conn/remove)
 
 
 class Connz(NamedTuple):

