@@ -361,9 +361,9 @@ class Workload:
 
 
 @contextmanager
-def cluster_under_load(nodes: int, extra: dict, **load) -> Iterator[tuple[Cluster, Workload]]:
+def cluster_under_load(nodes: int, extra: dict, gunicorn: bool = False, **load) -> Iterator[tuple[Cluster, Workload]]:
     """A started cluster with a ``Workload(**load)`` sending on it; both torn down on exit."""
-    cluster = Cluster(nodes, extra=extra)
+    cluster = Cluster(nodes, extra=extra, gunicorn=gunicorn)
     wl = None
     try:
         cluster.start()
