@@ -145,3 +145,63 @@ class HttpProbe:
     def summary(self, phase: str) -> dict:
         return {"calls": self.calls[phase], "failures": len(self.failures[phase]),
                 "slowest_s": round(self.slowest[phase], 2), "failure_samples": self.failures[phase][:5]}
+
+
+class SlotOutageMonitor:
+    """Per slot, the longest time the servers reported it unable to take writes.
+
+    Polls ``/cluster/replication`` of one live, unfrozen node (a different one each time)
+    every ``interval``: a slot takes writes when its leader answered the asking node
+    and reports the slot ready. Each answer is dated by when it was asked, so a slow
+    answer (a frozen leader makes the asking node wait for it) does not blur the
+    timeline. ``longest()`` is (seconds, slot): the longest run of not-ready answers,
+    from the first one to the next ready answer.
+    """
+
+    def __init__(self, cluster, paused: set[int], interval: float = 0.25) -> None:
+        self.cluster = cluster
+        self.paused = paused
+        self.interval = interval
+        self.samples: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+        self.polls = 0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+
+    def _run(self) -> None:
+        i = 0
+        while True:
+            nodes = [n for n in self.cluster.live_nodes() if n.node_id not in self.paused]
+            if nodes:
+                gevent.spawn(self._poll, nodes[i % len(nodes)], time.monotonic())
+                i += 1
+            gevent.sleep(self.interval)
+
+    def _poll(self, node: NodeProcess, asked: float) -> None:
+        try:
+            code, body = http("GET", node.api + "/cluster/replication", timeout=10)
+        except OSError:
+            return
+        if code != 200 or not isinstance(body, dict) or not body.get("slots"):
+            return
+        self.polls += 1
+        for s in body["slots"]:
+            self.samples[s["slot"]].append((asked, bool(s["ready"] and s["leader"])))
+
+    def longest(self) -> tuple[float, int | None]:
+        worst, worst_slot = 0.0, None
+        for slot, samples in self.samples.items():
+            start = None
+            for t, ok in sorted(samples):
+                if not ok and start is None:
+                    start = t
+                elif ok and start is not None:
+                    if t - start > worst:
+                        worst, worst_slot = t - start, slot
+                    start = None
+        return worst, worst_slot
