@@ -210,10 +210,15 @@ class Wal:
         self.offset += len(blob)
         pos = (self.segment, self.offset)
         if self.offset >= SEGMENT_BYTES:
-            os.close(self.fd)
-            self._open_segment(self.segment + 1)
-            if self.fsync:
-                self._sync_dir()
+            try:
+                os.close(self.fd)
+                self.fd = -1
+                self._open_segment(self.segment + 1)
+                if self.fsync:
+                    self._sync_dir()
+            except OSError as exc:  # this write is durable; the next one recovers first
+                self.failed = f"{exc.strerror or exc} starting segment {self.segment + 1}"
+                log.error("write-ahead log: %s", self.failed)
         return pos
 
     def _recover(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 
+import duckdb
 import gevent
 import pytest
 
@@ -25,11 +26,22 @@ def open_store(path) -> Store:
     return s
 
 
+def flush(s: Store) -> None:
+    """Bring DuckDB up to the log now (it records the log position it reached), then let it idle again."""
+    s._sync_duck()
+    s._duck_force.clear()
+
+
 def crash(s: Store) -> None:
     """Abandon the store like a kill -9 would: no DuckDB flush, the log as it is on disk."""
     gevent.killall(s._greenlets, block=True)
     s.wal.close()
-    s.con.close()
+    for _ in range(200):  # a flush already running in a worker thread finishes first
+        try:
+            s.con.close()
+            break
+        except duckdb.Error:
+            gevent.sleep(0.05)
     s.con = None
     s.closed = True
 
@@ -114,7 +126,7 @@ def test_short_write_keeps_the_log_whole(tmp_path, monkeypatch):
     s.append(1, [msg(1)])
     faults.short_writes = 1
     s.append(1, [msg(2), msg(3)])  # the rest of the record is written, or the append fails
-    s._sync_duck()  # DuckDB records the log position it reached
+    flush(s)  # DuckDB records the log position it reached
     s.append(1, [msg(4)])
     crash(s)
     s = open_store(tmp_path)
@@ -132,7 +144,7 @@ def test_short_write_then_error_leaves_no_partial_record(tmp_path, monkeypatch):
     with pytest.raises(StoreError):
         s.append(2, [msg(1, "x")])  # not acknowledged
     s.append(1, [msg(2)])
-    s._sync_duck()
+    flush(s)
     s.append(1, [msg(3)])
     crash(s)
     s = open_store(tmp_path)
@@ -151,7 +163,7 @@ def test_failed_fsync_loses_no_acknowledged_record(tmp_path, monkeypatch):
     with pytest.raises(StoreError):
         s.append(2, [msg(1, "x")])  # fsync failed: not acknowledged
     s.append(1, [msg(3)])  # the log recovered from its last good record
-    s._sync_duck()
+    flush(s)
     s.append(1, [msg(4)])
     crash(s)
     s = open_store(tmp_path)
@@ -173,6 +185,31 @@ def test_log_that_cannot_recover_refuses_writes(tmp_path, monkeypatch):
             s.append(1, [msg(2)])
     faults.fsync_errors = 0
     s.append(1, [msg(2)])
+    crash(s)
+    s = open_store(tmp_path)
+    try:
+        assert indexes(s, 1) == [1, 2]
+    finally:
+        s.close()
+
+
+def test_failed_segment_rotation_is_recovered_by_the_next_write(tmp_path, monkeypatch):
+    from mesh.storage import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SEGMENT_BYTES", 1)  # every write starts a new segment
+    s = open_store(tmp_path)
+    real_open = os.open
+    fail = {"n": 1}
+
+    def flaky_open(path, flags, mode=0o777, *args, **kwargs):
+        if str(path).endswith(".wal") and fail["n"]:
+            fail["n"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files (injected)")
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", flaky_open)
+    s.append(1, [msg(1)])  # durable; starting the next segment fails
+    s.append(1, [msg(2)])  # the log recovers first, then takes it
     crash(s)
     s = open_store(tmp_path)
     try:
