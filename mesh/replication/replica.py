@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -37,17 +37,15 @@ import msgpack
 from mesh.im.slot_state import SlotState
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
-from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, StoreError
-
-if TYPE_CHECKING:
-    from mesh.storage.store import Store
+from mesh.storage.entries import KIND_MSG, KIND_NOOP, KIND_OP
+from mesh.storage.log_store import LogStore, StoreError
 
 
 class ReplicaHost(Protocol):
     """What a replica needs from the node around it (``Replication`` implements it)."""
 
     node_id: int
-    store: Store
+    store: LogStore
 
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         """A mesh request to ``peer`` (prepare, fetch); raises ``MeshError`` on failure."""
@@ -114,8 +112,6 @@ class SlotReplica:
         self._send_event = gevent.event.Event()
         self._writer: gevent.Greenlet | None = None
         self._recovery: gevent.Greenlet | None = None
-        self.leader_seq: dict[tuple[str, int], int] = {}
-        self.pending_dedupe: dict[tuple, tuple] = {}  # (channel, type, from, cmn) -> (result, mid, seq)
         self.caught_up = False  # follower: has reached the commit index the leader reported
         self.leader_commit_seen = 0
         self.last_contact = 0.0
@@ -253,7 +249,6 @@ class SlotReplica:
             g.kill(block=False)
         self.senders = {}
         self._fail_waiters(why)
-        self.leader_seq = {}
         self.mgr.status_changed(self)
 
     def _fail_waiters(self, why: str) -> None:
@@ -262,7 +257,6 @@ class SlotReplica:
         for ar in waiters.values():
             if not ar.ready():
                 ar.set_exception(NotLeader(why))
-        self.pending_dedupe = {}  # their results were failed above
 
     def stop(self) -> None:
         self.stopped = True
@@ -294,8 +288,6 @@ class SlotReplica:
             ar.get()  # raises NotLeader if we lose the term first
             if self.role != LEADER or self.term != term:
                 return
-            self.leader_seq = {}
-            self.pending_dedupe = {}
             self.ready = True
             if self.ready_hook is not None:
                 try:
