@@ -206,7 +206,7 @@ class PrefixCache:
             except Exception:
                 log.exception("watch handler for %s failed", self.name)
 
-    def _load(self) -> None:
+    def _load(self, restart: bool = False) -> None:
         """Replace the copy with a full read, unless the watch has already seen newer revisions.
 
         The read is taken at some revision R, but it returns after a yield: watch events
@@ -214,13 +214,21 @@ class PrefixCache:
         move the view back in time. A read older than what the view already holds is
         dropped (the watch is alive and ahead); a read at least as new replaces the copy
         and becomes the base below which watch events are ignored.
+
+        ``restart``: the read that (re)starts the watch. No watch is running then, so
+        a read older than the view means etcd itself went back (its data was lost or
+        restored from a backup): the read is taken as it is, or the view would never
+        change again.
         """
         items, rev = self.etcd.get_prefix(self.prefix)
         if rev < self.revision:
-            log.debug("read of %s at revision %d is older than the view (%d); keeping the view", self.name, rev,
-                      self.revision)
-            self.loaded.set()
-            return
+            if not restart:
+                log.debug("read of %s at revision %d is older than the view (%d); keeping the view", self.name, rev,
+                          self.revision)
+                self.loaded.set()
+                return
+            log.warning("etcd's revision went back from %d to %d (data lost or restored?); taking %s as read",
+                        self.revision, rev, self.name)
         changed = items != self.items
         self.items, self.revision, self._base_revision = items, rev, rev
         self.loaded.set()
@@ -251,7 +259,7 @@ class PrefixCache:
         failures = 0
         while not self._stopped:
             try:
-                self._load()
+                self._load(restart=True)
                 it, self._cancel = self.etcd.watch_prefix(self.prefix, self.revision + 1)
                 if failures:
                     log.info("watch on %s restored after %d failed attempt(s)", self.name, failures)

@@ -151,3 +151,23 @@ def test_controller_rereads_and_retries_after_a_lost_compare_and_swap(etcd):
     finally:
         ctl.stop()
         etcd.revoke(lease)
+
+
+def test_a_view_ahead_of_etcd_follows_etcd_when_the_watch_restarts(etcd):
+    """etcd went back in time (data lost, restored from a backup): the view must not freeze."""
+    key = etcd.key("w")
+    etcd.put(key, "1")
+    cache = PrefixCache(etcd, etcd.prefix, resync_interval=0.2)
+    cache.start()
+    try:
+        assert cache.loaded.wait(10)
+        wait_for(lambda: cache.items.get(key) == b"1", 5, "the first value")
+        cache.revision = cache._base_revision = 10**9  # the view came from an etcd that has since lost its data
+        gevent.sleep(0.5)  # periodic re-reads are older than the view: dropped
+        assert cache.items.get(key) == b"1"
+        cache._cancel()  # the watch breaks (as it does when etcd restarts); its restart takes etcd as it is
+        wait_for(lambda: cache.revision < 10**9, 5, "the view to follow etcd again")
+        etcd.put(key, "2")
+        wait_for(lambda: cache.items.get(key) == b"2", 5, "the next change")
+    finally:
+        cache.stop()
