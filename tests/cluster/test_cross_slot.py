@@ -7,8 +7,9 @@ node V's slots (V frozen with SIGSTOP). During the failover, fresh users whose u
 slots are on V send to other channels of L (in other slots): L must look up their
 person flags in their uid slots, which have no leader until the failover ends. That
 lookup must hold up only their own sends, not the other channels' (no lock across
-slots on L). Figures are printed; the bound on the other sends is generous (1 s at
-most; the lookups themselves take up to a few seconds).
+slots on L). Figures are printed; the bound on the other sends is generous (at most
+1 s above the slowest send before the freeze; before the fix they waited for the
+lookups, about 2 s on a quiet machine).
 """
 from __future__ import annotations
 
@@ -132,8 +133,9 @@ def test_failover_of_one_users_slot_does_not_slow_other_channels():
               f"{fresh_lat}; window {during:.1f}s")
         wait_until(lambda: all(r[1] == wk.REASON_SUCCESS for r in fresh_lat), 1, what="fresh sends answered")
         assert not failures, failures[:5]
-        assert figures["during"]["sends"] > 50
-        assert figures["during"]["max_ms"] < 1000, figures
+        assert figures["during"]["sends"] > 20
+        # generous: one second above the slowest send before the freeze (a loaded machine is slow throughout)
+        assert figures["during"]["max_ms"] < 1000 + figures["before"]["max_ms"], figures
         wl.stop()
         rep = wl.check()
         print("workload: " + json.dumps(rep))
