@@ -50,6 +50,7 @@ def assert_clean(rep: dict) -> None:
         assert rep[key] == 0, rep
 
 
+@pytest.mark.timeout(600)  # about 2 minutes; more on a loaded machine
 def test_freeze_then_graceful_restarts_under_load():
     with cluster_under_load(3, FAST, gunicorn=True, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
         lbs = [Balancer("haproxy", c.nodes, c.base), Balancer("nginx", c.nodes, c.base)]
