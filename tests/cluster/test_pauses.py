@@ -123,6 +123,8 @@ def test_freeze_then_graceful_restarts_under_load():
         wl.stop()
         rep = wl.check()
         print("workload: " + json.dumps(rep))
+        if rep["lost"]:
+            print("lost samples (cmn, channel, seq, mid, sender):", wl.lost_samples)
         print(f"slot-table version watcher: {watcher.polls} polls, versions seen per node "
               f"{ {n: (min(v), max(v)) for n, v in watcher.seen.items()} }, drops {watcher.drops}")
         assert_clean(rep)
