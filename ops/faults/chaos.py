@@ -67,6 +67,7 @@ def main() -> int:
         monitor = SlotOutageMonitor(cluster, paused)
         monitor.start()
         t0 = time.time()
+        m0 = time.monotonic()
         print(f"chaos: {args.nodes} nodes, {args.rate} msg/s, {args.duration:.0f} s, faults {kinds}, seed {args.seed}",
               flush=True)
         while time.time() - t0 < args.duration:
@@ -107,12 +108,13 @@ def main() -> int:
             if not (n.proc and n.proc.alive()):
                 n.start(timeout=60)
         rep = wl.check(settle=120)
-        server_s, server_slot = monitor.longest()
+        server_s, server_slot, server_start = monitor.longest()
         rep["faults"] = counts
         rep["sigterm_exit_s_max"] = round(max(term_exit), 1) if term_exit else None
         rep["seconds"] = round(time.time() - t0)
         rep["server_longest_slot_refusal_s"] = round(server_s, 2)
         rep["server_longest_slot"] = server_slot
+        rep["server_longest_began_at_s"] = round(server_start - m0, 1) if server_start is not None else None
         rep["server_polls"] = monitor.polls
         rep["client_longest_outage_s"] = rep["longest_refusal_s"]
         print("chaos result: " + json.dumps(rep), flush=True)

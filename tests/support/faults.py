@@ -154,7 +154,7 @@ class SlotOutageMonitor:
     every ``interval``: a slot takes writes when its leader answered the asking node
     and reports the slot ready. Each answer is dated by when it was asked, so a slow
     answer (a frozen leader makes the asking node wait for it) does not blur the
-    timeline. ``longest()`` is (seconds, slot): the longest run of not-ready answers,
+    timeline. ``longest()`` is (seconds, slot, start): the longest run of not-ready answers,
     from the first one to the next ready answer.
     """
 
@@ -193,8 +193,9 @@ class SlotOutageMonitor:
         for s in body["slots"]:
             self.samples[s["slot"]].append((asked, bool(s["ready"] and s["leader"])))
 
-    def longest(self) -> tuple[float, int | None]:
-        worst, worst_slot = 0.0, None
+    def longest(self) -> tuple[float, int | None, float | None]:
+        """(seconds, slot, monotonic time it began) of the longest refusal of any slot."""
+        worst, worst_slot, worst_start = 0.0, None, None
         for slot, samples in self.samples.items():
             start = None
             for t, ok in sorted(samples):
@@ -202,6 +203,6 @@ class SlotOutageMonitor:
                     start = t
                 elif ok and start is not None:
                     if t - start > worst:
-                        worst, worst_slot = t - start, slot
+                        worst, worst_slot, worst_start = t - start, slot, start
                     start = None
-        return worst, worst_slot
+        return worst, worst_slot, worst_start
