@@ -51,6 +51,10 @@ class ClusterView:
     def stop(self) -> None:
         self.cache.stop()
 
+    def refresh(self) -> None:
+        """Read etcd again now (never older than what the view already holds)."""
+        self.cache.refresh()
+
     @property
     def watch_healthy(self) -> bool:
         return self.cache.healthy

@@ -171,7 +171,11 @@ class Controller:
                      new.version, changed, moved, sorted(live),
                      f", {leaderless} slot(s) without a live voter" if leaderless else "")
         else:
+            # Our copy of the table (or of the controller key) is not etcd's: read it again
+            # now and plan once more, rather than waiting for the watch or the next resync.
             log.info("slot table write lost a race; re-reading")
+            self.view.refresh()
+            self._loop.wake()
 
     def _rebuild_if_lost(self, live: set[int]) -> SlotTable | None | bool:
         """No table in etcd: None if the cluster is new, a rebuilt table if the nodes hold data, False to wait."""

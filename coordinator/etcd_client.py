@@ -6,7 +6,8 @@ the client created in the node process (never before a fork), a short endpoint
 ``time_retry`` instead of the default 300 s blackout, and watches that are re-created
 from a fresh read whenever they fail. ``PrefixCache`` keeps an always-current copy of
 a key prefix and calls back on every change; it also re-reads the prefix periodically,
-so a watch that dies silently costs at most one resync interval.
+so a watch that dies silently costs at most one resync interval. The copy is monotonic
+by etcd revision: a re-read never replaces newer watched values with older ones.
 """
 from __future__ import annotations
 
@@ -180,7 +181,8 @@ class PrefixCache:
         self.etcd = etcd
         self.prefix = prefix
         self.items: dict[str, bytes] = {}
-        self.revision = 0
+        self.revision = 0  # the newest etcd revision the copy reflects; it never goes down
+        self._base_revision = 0  # the revision of the last full read applied
         self.on_change = on_change
         self.resync_interval = resync_interval
         self.name = name or prefix
@@ -209,35 +211,67 @@ class PrefixCache:
             except Exception:
                 log.exception("watch handler for %s failed", self.name)
 
-    def _load(self) -> None:
+    def _load(self, restart: bool = False) -> None:
+        """Replace the copy with a full read, unless the watch has already seen newer revisions.
+
+        The read is taken at some revision R, but it returns after a yield: watch events
+        newer than R may have been applied meanwhile, and putting R's values back would
+        move the view back in time. A read older than what the view already holds is
+        dropped (the watch is alive and ahead); a read at least as new replaces the copy
+        and becomes the base below which watch events are ignored.
+
+        ``restart``: the read that (re)starts the watch. No watch is running then, so
+        a read older than the view means etcd itself went back (its data was lost or
+        restored from a backup): the read is taken as it is, or the view would never
+        change again.
+        """
         items, rev = self.etcd.get_prefix(self.prefix)
+        if rev < self.revision:
+            if not restart:
+                log.debug("read of %s at revision %d is older than the view (%d); keeping the view", self.name, rev,
+                          self.revision)
+                self.loaded.set()
+                return
+            log.warning("etcd's revision went back from %d to %d (data lost or restored?); taking %s as read",
+                        self.revision, rev, self.name)
         changed = items != self.items
-        self.items, self.revision = items, rev
+        self.items, self.revision, self._base_revision = items, rev, rev
         self.loaded.set()
         if changed:
             self._notify()
+
+    def refresh(self) -> None:
+        """Read the prefix again now (after a lost compare-and-swap, say); raises EtcdUnavailable."""
+        self._load()
+
+    def _apply_events(self, events) -> bool:
+        """Apply watch events in order, skipping those a full read already covered; True if anything changed."""
+        changed = False
+        for ev in events:
+            rev = ev.mod_revision
+            if rev <= self._base_revision:
+                continue
+            key = ev.key.decode()
+            if isinstance(ev, self.etcd.DeleteEvent):
+                changed |= self.items.pop(key, None) is not None
+            elif self.items.get(key) != ev.value:
+                self.items[key] = ev.value
+                changed = True
+            self.revision = max(self.revision, rev)
+        return changed
 
     def _run(self) -> None:
         failures = 0
         while not self._stopped:
             try:
-                self._load()
+                self._load(restart=True)
                 it, self._cancel = self.etcd.watch_prefix(self.prefix, self.revision + 1)
                 if failures:
                     log.info("watch on %s restored after %d failed attempt(s)", self.name, failures)
                 failures = 0
                 self.healthy = True
                 for resp in it:
-                    changed = False
-                    for ev in resp.events:
-                        key = ev.key.decode()
-                        if isinstance(ev, self.etcd.DeleteEvent):
-                            changed |= self.items.pop(key, None) is not None
-                        elif self.items.get(key) != ev.value:
-                            self.items[key] = ev.value
-                            changed = True
-                        self.revision = max(self.revision, ev.mod_revision)
-                    if changed:
+                    if self._apply_events(resp.events):
                         self._notify()
                 if not self._stopped:
                     log.warning("watch on %s ended; re-reading", self.name)

@@ -18,6 +18,8 @@ from mesh.base.config import Config, split_hostport
 
 log = logging.getLogger("mesh.wsgi")
 
+EXIT_GRACE = 1.5  # at most this long after the node's stop, the worker exits
+
 _node = None
 _apps: dict[str, object] = {}
 
@@ -61,11 +63,36 @@ def start_node_in_worker(worker, cfg: Config) -> None:
         draining.append(True)
 
         def drain():
-            node.graceful_stop()
-            worker.alive = False
+            try:
+                node.graceful_stop()
+            finally:
+                exit_soon(worker)
         gevent.spawn(drain)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def exit_soon(worker) -> None:
+    """End the worker within a second or two of the node's stop, whatever its connections do.
+
+    gunicorn's worker waits up to ``graceful_timeout`` (30 s, sized for the drain) for
+    its open connections after ``alive`` turns false, and an idle keep-alive connection
+    (a load balancer's, a browser's) holds it that long although the node has stopped.
+    The node is gone by now (store, etcd session and mesh closed): the worker stops
+    its servers at once and exits, at the latest EXIT_GRACE seconds later (and the
+    master with it, when it is stopping too).
+    """
+    try:
+        worker.cfg.set("graceful_timeout", 0)
+    except Exception:  # pragma: no cover - an older gunicorn: the backstop below still applies
+        pass
+    worker.alive = False
+
+    def backstop() -> None:
+        log.info("worker exiting %.1fs after the node stopped (connections still open)", EXIT_GRACE)
+        logging.shutdown()
+        os._exit(0)
+    gevent.spawn_later(EXIT_GRACE, backstop)
 
 
 def close_node() -> None:

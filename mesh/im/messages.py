@@ -6,9 +6,10 @@ batcher per leader node sends batches over the mesh without waiting for the prev
 reply (the mesh keeps their order), or calls the local leader directly. Sends whose
 leader moved are re-routed until their deadline, then answered with SystemError (15).
 
-Slot leader (``msg.send``): batches are taken one at a time, in arrival order, by a
-FIFO lock: the permissions are checked (WuKongIM's order and reason codes, see
-``mesh.im.channel_rules``), a retry of a known (channel, from_uid, client_msg_no) gets
+Slot leader (``msg.send``): each slot's items are taken in arrival order, one batch
+at a time, by a FIFO turn per slot (no lock spans slots, so a slow remote lookup for
+one slot never holds up another): the permissions are checked (WuKongIM's order and
+reason codes, see ``mesh.im.channel_rules``), a retry of a known (channel, from_uid, client_msg_no) gets
 the original message id and seq, otherwise the next gap-free seq of the channel and a
 snowflake id are assigned and the entry is proposed to the slot's replicas. The reply
 goes back once a majority has the entry durably (SENDACK after quorum). NoPersist
@@ -27,7 +28,6 @@ import time
 
 import gevent
 import gevent.event
-import gevent.lock
 
 from gateway import wkproto as wk
 from gateway.ports import Delivery, SendRequest, SendResult
@@ -109,7 +109,9 @@ class Messages:
         self.router = node.router
         self.snowflake = Snowflake(node.node_id)
         self.batchers: dict[int, _Batcher] = {}
-        self.lock = gevent.lock.Semaphore()  # FIFO: keeps the arrival order of sends on the leader
+        # per slot, the turn of the last batch that arrived: batches of one slot are checked and
+        # proposed in arrival order, and a slow lookup for one slot never holds up another
+        self._slot_turns: dict[int, gevent.event.Event] = {}
         self.timeout = node.cfg["cluster.requestTimeout"] * 2
         self.person_whitelist = not node.cfg["whitelistOffOfPerson"]
         self._conv_inflight: set[tuple] = set()
@@ -184,12 +186,45 @@ class Messages:
 
     # ------------------------------------------------------------------ leader side
     def _on_send(self, sender: int, items: list) -> list:
-        replication = self.node.replication
+        """Check, sequence and propose a batch; the items of each slot in their arrival order.
+
+        No lock spans slots: the person-flags lookup (a remote call to the uids' slots,
+        retried up to the request timeout) holds up only the sends of the slot whose
+        items need it. Each slot's items wait for the previous batch's items of the same
+        slot (a turn taken on arrival, before anything yields), so seqs follow arrival.
+        """
         results: list = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault(it[0], []).append(i)
+        turns = []
+        for slot in groups:
+            prev = self._slot_turns.get(slot)
+            mine = self._slot_turns[slot] = gevent.event.Event()
+            turns.append((slot, prev, mine))
         waits: list[tuple[int, gevent.event.AsyncResult, int, int]] = []
-        with self.lock:
+        if len(turns) == 1:
+            slot, prev, mine = turns[0]
+            self._send_slot(items, groups[slot], prev, mine, slot, results, waits)
+        else:
+            gevent.joinall([gevent.spawn(self._send_slot, items, groups[slot], prev, mine, slot, results, waits)
+                            for slot, prev, mine in turns])
+        for i, ar, mid, seq in waits:
+            try:
+                ar.get(timeout=self.timeout)
+                results[i] = [wk.REASON_SUCCESS, mid, seq]
+            except (NotLeader, gevent.Timeout):
+                results[i] = [R_NOT_LEADER, 0, 0]
+        return [r if r is not None else [R_NOT_LEADER, 0, 0] for r in results]
+
+    def _send_slot(self, items: list, idxs: list[int], prev: gevent.event.Event | None, mine: gevent.event.Event,
+                   slot: int, results: list, waits: list) -> None:
+        try:
+            if prev is not None:
+                prev.wait()
             uids = set()
-            for it in items:
+            for i in idxs:
+                it = items[i]
                 if not it[13]:
                     uids.add(it[1])  # the sender's send_ban
                     if it[3] == PERSON:
@@ -197,15 +232,17 @@ class Messages:
             try:
                 perms = self.node.person_perms.get_many(uids) if uids else {}
             except Exception as exc:
-                log.warning("person flags unavailable (%s); sends will be retried", exc)
-                return [[R_NOT_LEADER, 0, 0]] * len(items)
-            for i, it in enumerate(items):
-                r = replication.serving(it[0])
+                log.warning("slot %d: person flags unavailable (%s); sends will be retried", slot, exc)
+                for i in idxs:
+                    results[i] = [R_NOT_LEADER, 0, 0]
+                return
+            r = self.node.replication.serving(slot)
+            for i in idxs:
                 if r is None:
                     results[i] = [R_NOT_LEADER, 0, 0]
                     continue
                 try:
-                    out = self._propose(r, it, perms)
+                    out = self._propose(r, items[i], perms)
                 except NotLeader:
                     results[i] = [R_NOT_LEADER, 0, 0]
                     continue
@@ -214,13 +251,10 @@ class Messages:
                 else:
                     ar, mid, seq = out
                     waits.append((i, ar, mid, seq))
-        for i, ar, mid, seq in waits:
-            try:
-                ar.get(timeout=self.timeout)
-                results[i] = [wk.REASON_SUCCESS, mid, seq]
-            except (NotLeader, gevent.Timeout):
-                results[i] = [R_NOT_LEADER, 0, 0]
-        return results
+        finally:
+            mine.set()
+            if self._slot_turns.get(slot) is mine:
+                del self._slot_turns[slot]
 
     def _propose(self, r: SlotReplica, it: list, perms: dict) -> list | tuple:
         (_slot, from_uid, channel_id, ctype, payload, cmn, flags, setting, expire, topic, _dflag, cnode, cconn,

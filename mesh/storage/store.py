@@ -26,6 +26,7 @@ socket). Reads first bring DuckDB up to date with the log.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -91,7 +92,16 @@ SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 class Wal:
-    """Append-only log segments ``<dir>/<n>.wal`` of crc-checked msgpack records."""
+    """Append-only log segments ``<dir>/<n>.wal`` of crc-checked msgpack records.
+
+    ``offset`` is always the end of the last record known durable. A write that fails
+    part-way (a short write followed by an error, a failed ``fdatasync``) raises
+    ``StoreError`` and nothing it wrote stays in the log: the segment is cut back to
+    ``offset`` and synced, and appending goes on in a fresh segment (after a failed
+    fsync the kernel may have dropped the dirty pages, so the old file descriptor is
+    not trusted again). Until that recovery succeeds every write raises: the node
+    acknowledges nothing from this log while it is in doubt.
+    """
 
     def __init__(self, directory: str, fsync: bool = True) -> None:
         self.dir = directory
@@ -100,6 +110,7 @@ class Wal:
         self.fd = -1
         self.segment = 0
         self.offset = 0
+        self.failed: str = ""  # why the log refuses writes until it recovered ("" = healthy)
 
     def segments(self) -> list[int]:
         return sorted(int(n[:-4]) for n in os.listdir(self.dir) if n.endswith(".wal") and n[:-4].isdigit())
@@ -113,7 +124,12 @@ class Wal:
         return _REC.pack(len(body), zlib.crc32(body)) + body
 
     def replay(self, from_segment: int, from_offset: int):
-        """Yield (segment, end offset, kind, slot, payload) after a position; cut a torn tail."""
+        """Yield (segment, end offset, kind, slot, payload) after a position; cut a torn tail.
+
+        A torn tail is anything after the last whole record: a record cut short, a bad
+        checksum, or zeros (a preallocated page the data never reached; a real record
+        is never empty).
+        """
         for n in self.segments():
             if n < from_segment:
                 continue
@@ -123,10 +139,13 @@ class Wal:
             while pos + _REC.size <= len(data):
                 size, crc = _REC.unpack_from(data, pos)
                 body = data[pos + _REC.size:pos + _REC.size + size]
-                if len(body) < size or zlib.crc32(body) != crc:
+                if size == 0 or len(body) < size or zlib.crc32(body) != crc:
+                    break
+                try:
+                    kind, slot, payload = _unpack(body)
+                except (ValueError, TypeError):
                     break
                 pos += _REC.size + size
-                kind, slot, payload = _unpack(body)
                 yield n, pos, kind, slot, payload
             if pos < len(data):
                 log.warning("write-ahead log %s: cutting %d torn byte(s) at %d", self.path(n), len(data) - pos, pos)
@@ -136,29 +155,81 @@ class Wal:
     def open_for_append(self, after: int) -> None:
         """Start a fresh segment numbered above every existing one and above ``after``."""
         segs = self.segments()
-        self.segment = max([after] + segs) + 1
-        self.fd = os.open(self.path(self.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._open_segment(max([after] + segs) + 1)
+
+    def _open_segment(self, n: int) -> None:
+        self.fd = os.open(self.path(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.segment = n
         self.offset = 0
 
+    def _sync_dir(self) -> None:
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _write_all(self, blob: bytes) -> None:
+        view = memoryview(blob)
+        done = 0
+        while done < len(view):
+            n = os.write(self.fd, view[done:])
+            if n <= 0:
+                raise OSError(errno.EIO, "write-ahead log write made no progress")
+            done += n
+
     def write(self, blob: bytes) -> tuple[int, int]:
-        """Append and make durable (runs in a worker thread); returns the position after it."""
-        os.write(self.fd, blob)
-        if self.fsync:
-            os.fdatasync(self.fd)
+        """Append and make durable (runs in a worker thread); returns the position after it.
+
+        Raises ``StoreError`` if the bytes are not known durable; the log then holds
+        exactly what it held before the call.
+        """
+        if self.failed:
+            self._recover()
+        try:
+            self._write_all(blob)
+            if self.fsync:
+                os.fdatasync(self.fd)
+        except OSError as exc:
+            self.failed = f"{exc.strerror or exc} during append at {self.segment}:{self.offset}"
+            log.error("write-ahead log write failed (%s); refusing writes until it is back at its last good record",
+                      self.failed)
+            try:
+                self._recover()
+            except StoreError:
+                pass
+            raise StoreError(f"write-ahead log write failed: {exc}") from None
         self.offset += len(blob)
         pos = (self.segment, self.offset)
         if self.offset >= SEGMENT_BYTES:
-            os.close(self.fd)
-            self.segment += 1
-            self.fd = os.open(self.path(self.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self.offset = 0
-            if self.fsync:
-                dfd = os.open(self.dir, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+            try:
+                os.close(self.fd)
+                self.fd = -1
+                self._open_segment(self.segment + 1)
+                if self.fsync:
+                    self._sync_dir()
+            except OSError as exc:  # this write is durable; the next one recovers first
+                self.failed = f"{exc.strerror or exc} starting segment {self.segment + 1}"
+                log.error("write-ahead log: %s", self.failed)
         return pos
+
+    def _recover(self) -> None:
+        """Cut the current segment back to its last good record and go on in a fresh segment."""
+        try:
+            if self.fd >= 0:
+                os.ftruncate(self.fd, self.offset)
+                if self.fsync:
+                    os.fdatasync(self.fd)
+                os.close(self.fd)
+                self.fd = -1
+            self._open_segment(self.segment + 1)
+            if self.fsync:
+                self._sync_dir()
+        except OSError as exc:
+            raise StoreError(f"write-ahead log unusable ({self.failed}); recovery failed: {exc}") from None
+        log.warning("write-ahead log back at its last good record; appending to segment %d (was: %s)",
+                    self.segment, self.failed)
+        self.failed = ""
 
     def drop_before(self, segment: int) -> None:
         for n in self.segments():
@@ -323,6 +394,11 @@ class Store:
                 blob = b"".join(Wal.encode(w.kind, w.slot, w.payload) for w in batch)
                 try:
                     pos = self._pool.apply(self.wal.write, (blob,))
+                except StoreError as exc:
+                    log.error("write-ahead log write of %d write(s) failed: %s", len(batch), exc)
+                    for w in batch:
+                        w.done.set_exception(exc)
+                    continue
                 except Exception as exc:
                     log.exception("write-ahead log write of %d write(s) failed", len(batch))
                     for w in batch:

@@ -352,6 +352,8 @@ class Workload:
                 if missing and len(samples) < 10:
                     samples.append((m.uid, key, sorted(missing)[:8], len(missing), m.reconnects, m.node))
         self.undelivered_samples = samples
+        self.lost_samples = [(a.cmn, a.channel, a.seq, a.mid, a.sender) for a in self.acked.values()
+                             if a.cmn in set(lost)][:10]
         return {"acked": len(self.acked), "lost": len(set(lost)), "duplicated": dup, "gaps": len(gaps),
                 "divergent": len(divergent), "undelivered": undelivered, "errors": len(self.errors),
                 "error_reasons": sorted({r for _u, r in self.errors}), "retries": self.retries,
@@ -361,9 +363,9 @@ class Workload:
 
 
 @contextmanager
-def cluster_under_load(nodes: int, extra: dict, **load) -> Iterator[tuple[Cluster, Workload]]:
+def cluster_under_load(nodes: int, extra: dict, gunicorn: bool = False, **load) -> Iterator[tuple[Cluster, Workload]]:
     """A started cluster with a ``Workload(**load)`` sending on it; both torn down on exit."""
-    cluster = Cluster(nodes, extra=extra)
+    cluster = Cluster(nodes, extra=extra, gunicorn=gunicorn)
     wl = None
     try:
         cluster.start()
