@@ -23,12 +23,23 @@ from typing import Any, NamedTuple
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import channels, cluster_admin, connections, conversations, errors, manager_ui, messages, users
+from api import (
+    channels,
+    cluster_admin,
+    cmd_sync,
+    connections,
+    conversations,
+    errors,
+    manager_ui,
+    messages,
+    system_uids,
+    users,
+)
 from api.auth import ManagerToken
 from api.health import Health
 
 # The WuKongIM-compatible API: each module's ``register(app, node)`` adds its routes.
-API_MODULES = (users, channels, messages, conversations, connections)
+API_MODULES = (users, channels, messages, conversations, connections, cmd_sync, system_uids)
 
 
 class ServedApp(NamedTuple):

@@ -11,11 +11,14 @@
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
   ``{"message_seq":n}``. Person chats are addressed with the peer's uid plus
   ``login_uid``.
+* ``header.sync_once=1`` with a ``channel_id`` stores a CMD message in the channel's
+  ``____cmd`` log (see ``mesh.im.cmd``), not in chat history.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
 import zlib
 
@@ -25,12 +28,15 @@ from api.channels import channel_of, uids_of
 from api.validate import body_of, int_field, str_field
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
+from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, cmd_channel, fake_channel_id, is_special, storage_id
 from mesh.im.messages import message_resp
 from mesh.net import wire
 
+log = logging.getLogger("api.messages")
+
 SYNC_LIMIT_MAX = 10000
 SYNC_LIMIT_DEFAULT = 100
+ONLINE_CMD_CHANNEL = "systemcmdonline"
 
 
 def header_flags(body: dict) -> int:
@@ -113,8 +119,12 @@ class MessageSend(_Base):
             cid, ctype = channel_of(body)
             if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
                 raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
-        sreq = SendRequest(from_uid, cid, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
+        cmd = bool(flags & wk.FLAG_SYNC_ONCE) and not subs and ctype != TEMP and cid != ONLINE_CMD_CHANNEL
+        target = cmd_channel(cid) if cmd else cid  # a CMD is stored in the channel's ____cmd log
+        sreq = SendRequest(from_uid, target, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
         reason, mid, seq = self.send(sreq, subscribers=subs or None)
+        if cmd and seq and reason == wk.REASON_SUCCESS:
+            _cmd_rows(self.node, storage_id(ctype, target, from_uid), ctype, seq, from_uid)
         if reason != wk.REASON_SUCCESS:
             resp.status = falcon.HTTP_403
             resp.media = {"msg": f"send refused with reason code {reason}", "status": 403, "reason_code": reason}
@@ -219,6 +229,14 @@ class MaxMessageSeq(_Base):
         sid = storage_of(self.node, cid, ctype, (req.get_param("login_uid") or "").strip())
         got = self.call(self.node.router.call, sid, wire.MSG_MAX_SEQ, {"id": sid, "type": ctype})
         resp.media = {"message_seq": got["seq"]}
+
+
+def _cmd_rows(node, sid: str, ctype: int, seq: int, from_uid: str) -> None:
+    """Make the recipients' CMD rows before answering, so /message/sync sees the message at once."""
+    try:
+        node.cmd.ensure_rows(sid, ctype, seq, from_uid)
+    except Exception as exc:  # the CMD channel's leader retries after its commit
+        log.info("CMD rows of %s not made by the send (%s); the leader makes them", sid, exc)
 
 
 def _int_list(body: dict, name: str) -> list[int]:

@@ -118,6 +118,17 @@ def spec() -> dict:
     paths["/channel/max_message_seq"] = get("The channel's last seq", [
         ("channel_id", UID, True), ("channel_type", CTYPE, True), ("login_uid", UID, False)],
         obj({"message_seq": {"type": "integer"}}), tag=m)
+    paths["/message/sync"] = post("A user's unread CMD messages (sync_once sends), across channels", obj(
+        {"uid": UID, "message_seq": {"type": "integer", "minimum": 0},
+         "limit": {"type": "integer", "minimum": 0, "maximum": 10000}}, ["uid"]),
+        {"type": "array", "items": MESSAGE}, tag=m)
+    paths["/message/syncack"] = post("Mark the CMD messages of the user's last /message/sync read", obj(
+        {"uid": UID, "last_message_seq": {"type": "integer", "minimum": 1}}, ["uid", "last_message_seq"]), STATUS,
+        tag=m)
+    paths["/user/systemuids_add"] = post("Add system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
+    paths["/user/systemuids_remove"] = post("Remove system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
+    paths["/user/systemuids"] = get("The added system accounts (null when none)", [],
+                                    {"type": "array", "items": {"type": "string"}, "nullable": True}, tag=u)
     v = "conversations"
     conv = obj({"channel_id": {"type": "string"}, "channel_type": {"type": "integer"}, "unread": {"type": "integer"},
                 "timestamp": {"type": "integer"}, "last_msg_seq": {"type": "integer"},

@@ -7,13 +7,16 @@ login kicks the uid's older connections with the same device flag (DISCONNECT 12
 closed 2 s later), a slave-level login only replaces a connection with the same device
 id. A sweeper closes connections that sent no CONNECT within ``conn.authTimeout``,
 idle ones after ``conn.idleTimeout``, stalled half frames after
-``conn.partialFrameTimeout``, and resends RECVs not acknowledged.
+``conn.partialFrameTimeout``, and resends RECVs not acknowledged. It remembers the
+CMD channel of recent CMD RECVs (by message id) so that a master device's RECVACK with
+the SyncOnce flag can move the uid's CMD read position (``on_sync_once_ack``).
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import gevent
@@ -27,6 +30,7 @@ from mesh.net import wire
 log = logging.getLogger("gateway")
 
 KICK_TEXT = "login in other device"
+CMD_RECVS_MAX = 10000  # recent CMD RECVs remembered for their RECVACK
 
 
 class Gateway:
@@ -56,6 +60,8 @@ class Gateway:
         self.online_listeners: list[Callable[[Session, bool], None]] = []
         self.counts = {"tcp": [0, 0], "ws": [0, 0]}  # [unauthenticated, authenticated]
         self.accepting = True
+        self.cmd_recvs: OrderedDict[int, tuple[str, int, int]] = OrderedDict()  # mid -> (CMD channel, type, seq)
+        self.on_sync_once_ack: Callable[[str, str, int, int], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -192,9 +198,19 @@ class Gateway:
                 written += 1
         if written:
             self._messages_out.v += written
+            cmd = m.extra.get("cmd") if m.extra else None
+            if cmd is not None:
+                self.cmd_recvs[m.message_id] = (cmd[0], cmd[1], m.message_seq)
+                if len(self.cmd_recvs) > CMD_RECVS_MAX:
+                    self.cmd_recvs.popitem(last=False)
             if m.committed_at:
                 metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
         return written
+
+    def sync_once_acked(self, s: Session, message_id: int) -> None:
+        hit = self.cmd_recvs.get(message_id)
+        if hit is not None and self.on_sync_once_ack is not None and s.uid:
+            self.on_sync_once_ack(s.uid, *hit)
 
     def local_sessions(self, uid: str) -> list[Session]:
         return list(self.by_uid.get(uid, ()))

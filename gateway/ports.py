@@ -124,6 +124,9 @@ class SessionHost(Protocol):
     def retry_done(self, s: Session) -> None:
         """``s`` holds no unacknowledged RECV any more."""
 
+    def sync_once_acked(self, s: Session, message_id: int) -> None:
+        """A master device acknowledged a SyncOnce RECV (moves a CMD read position)."""
+
     # metrics
     def metrics_bytes_in(self, s: Session, n: int) -> None: ...
 

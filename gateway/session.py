@@ -115,7 +115,7 @@ class Session:
             if t == wk.SEND:
                 self._on_send(p)
             elif t == wk.RECVACK:
-                self._on_recvack(p.message_id)
+                self._on_recvack(p.message_id, p.flags)
             elif t == wk.PING:
                 self.write_frame(wk.PONG_BYTES)
             elif t == wk.DISCONNECT:
@@ -216,7 +216,9 @@ class Session:
         if received_at:
             self.gw.observe_send_latency(time.monotonic() - received_at)
 
-    def _on_recvack(self, message_id: int) -> None:
+    def _on_recvack(self, message_id: int, flags: int = 0) -> None:
+        if flags & wk.FLAG_SYNC_ONCE and self.device_level == DEVICE_LEVEL_MASTER:
+            self.gw.sync_once_acked(self, message_id)
         retry = self.retry
         if retry and retry.pop(message_id, None) is not None and not retry:
             self.retry = None
@@ -249,7 +251,7 @@ class Session:
             self._json_send(rid, params)
         elif method == "recvack":
             try:
-                self._on_recvack(int(params.get("messageId", 0)))
+                self._on_recvack(int(params.get("messageId", 0)), jsonrpc.header_flags(params.get("header")))
             except (TypeError, ValueError):
                 pass
         elif method == "ping":

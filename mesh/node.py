@@ -77,7 +77,7 @@ class Node:
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
         from gateway.gateway import Gateway
-        from mesh.im import channels, conversations, history, person_perms, users
+        from mesh.im import channels, cmd, conversations, history, person_perms, system_uids, users
         from mesh.im.messages import Messages
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
@@ -88,12 +88,16 @@ class Node:
         person_perms.register(svc)
         channels.register(svc)
         conversations.register(svc)
+        cmd.register(svc)
+        system_uids.register(svc)
         self.recent = history.RecentCache()
         history.register(svc, self.recent)
         self.users = users.Users(self.router)
         self.person_perms = person_perms.PersonPerms(self)
         self.channels = channels.Channels(self)
         self.conversations = conversations.Conversations(self)
+        self.system_uids = system_uids.SystemUids(self)
+        self.cmd = cmd.CmdSync(self)
         self.messages = Messages(self)
         self.webhooks = Webhooks(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
@@ -102,6 +106,7 @@ class Node:
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
+        self.gateway.on_sync_once_ack = lambda uid, sid, ctype, seq: gevent.spawn(self.cmd.read, uid, sid, ctype, seq)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe(wire.GW_KICK, self._on_kick)
         self.add_health_check(self.replication.health_reasons)
@@ -240,6 +245,8 @@ class Node:
         self.replication.start()
         self.controller.start()
         self.gateway.start()
+        self.system_uids.start()
+        self.on_stop(self.system_uids.stop)
         self.presence.start()
         self.webhooks.start()
         self._start_listeners()

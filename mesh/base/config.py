@@ -227,6 +227,9 @@ KEYS: tuple[Key, ...] = (
         secret=True),
     Key("disableEncryption", parse_bool, False, "Do not negotiate session encryption (for clients that do not encrypt)."),
     Key("disableJSONRPC", parse_bool, False, "Refuse the JSON-RPC dialect on the client ports."),
+    Key("disableCMDMessageSync", parse_bool, False,
+        "Make /message/sync answer [] and /message/syncack do nothing (CMD messages are still stored, "
+        "delivered and their read positions moved by RECVACK), as in WuKongIM."),
     Key("whitelistOffOfPerson", parse_bool, True,
         "Ignore users' allow lists for person chats (WuKongIM's default); false enforces them (reason 13)."),
     Key("conn.authTimeout", parse_duration, 4.0, "A new connection must send CONNECT within this time."),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
+from coordinator.slot_table import CMD_SUFFIX
 from gateway import wkproto as wk
 
 PERSON, GROUP, CUSTOMER_SERVICE, COMMUNITY, COMMUNITY_TOPIC, INFO, DATA, TEMP, LIVE, VISITORS, AGENT, AGENT_GROUP = \
@@ -59,9 +60,31 @@ def person_pair(fake_id: str) -> list[str]:
     return [a] if not b or a == b else [a, b]
 
 
+def is_cmd(channel_id: str) -> bool:
+    """A CMD shadow channel (``<storage id>____cmd``)?"""
+    return channel_id.endswith(CMD_SUFFIX)
+
+
+def cmd_base(channel_id: str) -> str:
+    """The id without the CMD suffix (unchanged when there is none)."""
+    return channel_id[: -len(CMD_SUFFIX)] if channel_id.endswith(CMD_SUFFIX) else channel_id
+
+
+def cmd_channel(channel_id: str) -> str:
+    """The CMD shadow of ``channel_id`` (the suffix is never doubled)."""
+    return channel_id if channel_id.endswith(CMD_SUFFIX) else channel_id + CMD_SUFFIX
+
+
 def storage_id(channel_type: int, channel_id: str, from_uid: str) -> str:
-    """Where a message addressed to ``channel_id`` by ``from_uid`` is stored."""
+    """Where a message addressed to ``channel_id`` by ``from_uid`` is stored.
+
+    A person chat is stored under its fake id; a CMD address (``<id>____cmd``, what
+    ``/message/send`` with ``sync_once`` makes) under the shadow of the stored id
+    (``b@a____cmd`` for a person chat).
+    """
     if channel_type == PERSON:
+        if channel_id.endswith(CMD_SUFFIX):
+            return fake_channel_id(from_uid, cmd_base(channel_id)) + CMD_SUFFIX
         return fake_channel_id(from_uid, channel_id)
     return channel_id
 
