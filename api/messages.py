@@ -28,7 +28,19 @@ from api.channels import channel_of, uids_of
 from api.validate import body_of, int_field, str_field
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, cmd_channel, fake_channel_id, is_special, storage_id
+from mesh.im.channel_rules import (
+    AGENT,
+    CUSTOMER_SERVICE,
+    PERSON,
+    SYSTEM_UID,
+    TEMP,
+    VISITORS,
+    agent_channel_id,
+    cmd_channel,
+    fake_channel_id,
+    is_special,
+    storage_id,
+)
 from mesh.im.messages import message_resp
 from mesh.net import wire
 
@@ -37,6 +49,7 @@ log = logging.getLogger("api.messages")
 SYNC_LIMIT_MAX = 10000
 SYNC_LIMIT_DEFAULT = 100
 ONLINE_CMD_CHANNEL = "systemcmdonline"
+NEED_NO_CHANNEL = (PERSON, CUSTOMER_SERVICE, VISITORS, AGENT)  # made by their first message
 
 
 def header_flags(body: dict) -> int:
@@ -78,6 +91,11 @@ def storage_of(node, cid: str, ctype: int, login_uid: str) -> str:
         if not login_uid:
             raise falcon.HTTPBadRequest(title="login_uid is required for a person channel")
         return fake_channel_id(login_uid, cid)
+    if ctype == AGENT and "@" not in cid:
+        if not login_uid:
+            raise falcon.HTTPBadRequest(title="login_uid (the user) or channel_id user@agent is required for an "
+                                              "agent channel")
+        return agent_channel_id(login_uid, cid)
     return cid
 
 
@@ -117,7 +135,7 @@ class MessageSend(_Base):
             ctype = TEMP
         else:
             cid, ctype = channel_of(body)
-            if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
+            if ctype not in NEED_NO_CHANNEL and not self.call(self.node.channels.exists, cid, ctype):
                 raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
         cmd = bool(flags & wk.FLAG_SYNC_ONCE) and not subs and ctype != TEMP and cid != ONLINE_CMD_CHANNEL
         target = cmd_channel(cid) if cmd else cid  # a CMD is stored in the channel's ____cmd log
@@ -172,7 +190,7 @@ class MessageSync(_Base):
         sid = storage_of(self.node, cid, ctype, login_uid)
         got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
                         {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
-        if not got["exists"] and ctype != PERSON:
+        if not got["exists"] and ctype not in NEED_NO_CHANNEL:
             raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,

@@ -44,6 +44,7 @@ class Gateway:
         self.cfg_manager_token = cfg["managerToken"]
         self.cfg_disable_encryption = cfg["disableEncryption"]
         self.cfg_disable_jsonrpc = cfg["disableJSONRPC"]
+        self.cfg_visitors_suffix = cfg["customerService.visitorsSuffix"]
         self.auth_timeout = cfg["conn.authTimeout"]
         self.idle_timeout = cfg["conn.idleTimeout"]
         self.partial_timeout = cfg["conn.partialFrameTimeout"]

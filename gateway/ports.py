@@ -96,6 +96,7 @@ class SessionHost(Protocol):
     cfg_manager_token: str  # managerToken (the manager uid's token)
     cfg_disable_encryption: bool
     cfg_disable_jsonrpc: bool
+    cfg_visitors_suffix: str  # customerService.visitorsSuffix: uids that connect without a token check
     max_pending_frames: int  # conn.maxPendingFrames: outbound frames queued before a client counts as slow
     retry_interval: float  # messageRetry.interval: seconds before an unacknowledged RECV is resent
     retry_max: int  # messageRetry.maxCount: resends before giving up (0: no resends)

@@ -34,7 +34,6 @@ log = logging.getLogger("gateway.session")
 NEW, AUTHING, AUTHED, CLOSED = 0, 1, 2, 3
 SPECIAL_CHARS = ("@", "#", "&")
 MANAGER_UID = "____manager"
-VISITOR_SUFFIX = "___vstr"
 
 
 class Session:
@@ -176,7 +175,8 @@ class Session:
         if uid == MANAGER_UID:
             mt = self.gw.cfg_manager_token
             return wk.REASON_SUCCESS if mt and token == mt else wk.REASON_AUTH_FAIL
-        if not self.gw.cfg_token_auth or uid.endswith(VISITOR_SUFFIX):
+        suffix = self.gw.cfg_visitors_suffix
+        if not self.gw.cfg_token_auth or (suffix and uid.endswith(suffix)):
             return wk.REASON_SUCCESS
         res = self.gw.authenticate(uid, device_flag, token)
         self.device_level = res.device_level

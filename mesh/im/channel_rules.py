@@ -75,17 +75,38 @@ def cmd_channel(channel_id: str) -> str:
     return channel_id if channel_id.endswith(CMD_SUFFIX) else channel_id + CMD_SUFFIX
 
 
+def agent_channel_id(from_uid: str, channel_id: str) -> str:
+    """The stored id of an agent chat (type 11): ``<user>@<agent>``.
+
+    A client addresses the agent's uid and the chat is ``<sender>@<agent>``, as in
+    WuKongIM; an id that already holds ``@`` is the stored id itself (how the agent, or
+    an HTTP send, replies into a user's chat: Skein's addition).
+    """
+    return channel_id if "@" in channel_id else f"{from_uid}@{channel_id}"
+
+
+def visitor_of(channel_type: int, channel_id: str) -> str:
+    """The visitor uid of a visitors (10) or customer-service (3) channel, else ""."""
+    if channel_type == VISITORS:
+        return channel_id
+    if channel_type == CUSTOMER_SERVICE and "|" in channel_id:
+        return channel_id.partition("|")[0]
+    return ""
+
+
 def storage_id(channel_type: int, channel_id: str, from_uid: str) -> str:
     """Where a message addressed to ``channel_id`` by ``from_uid`` is stored.
 
-    A person chat is stored under its fake id; a CMD address (``<id>____cmd``, what
-    ``/message/send`` with ``sync_once`` makes) under the shadow of the stored id
-    (``b@a____cmd`` for a person chat).
+    A person chat is stored under its fake id, an agent chat under ``<user>@<agent>``;
+    a CMD address (``<id>____cmd``, what ``/message/send`` with ``sync_once`` makes)
+    under the shadow of the stored id (``b@a____cmd`` for a person chat).
     """
+    if channel_id.endswith(CMD_SUFFIX) and channel_type in (PERSON, AGENT):
+        return storage_id(channel_type, cmd_base(channel_id), from_uid) + CMD_SUFFIX
     if channel_type == PERSON:
-        if channel_id.endswith(CMD_SUFFIX):
-            return fake_channel_id(from_uid, cmd_base(channel_id)) + CMD_SUFFIX
         return fake_channel_id(from_uid, channel_id)
+    if channel_type == AGENT:
+        return agent_channel_id(from_uid, channel_id)
     return channel_id
 
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import gevent
 
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, cmd_base, person_pair
+from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, TEMP, cmd_base, person_pair, visitor_of
 from mesh.net import wire
 from mesh.storage.entries import M_CHANNEL, M_CTYPE, M_FROM, M_SEQ
 
@@ -42,10 +42,14 @@ def register(service) -> None:
 def recipients(state, sid: str, ctype: int) -> list[str]:
     """Who receives the CMD channel ``sid``: the person pair, or the original channel's subscribers."""
     base = cmd_base(sid)
-    if ctype == PERSON:
+    if ctype in (PERSON, AGENT):
         return [u for u in person_pair(base) if u != SYSTEM_UID]
     ch = state.channel(base, ctype)
-    return sorted(u for u in ch.subscribers if u != SYSTEM_UID) if ch is not None else []
+    uids = set(ch.subscribers) if ch is not None else set()
+    visitor = visitor_of(ctype, base)
+    if visitor:
+        uids.add(visitor)
+    return sorted(u for u in uids if u != SYSTEM_UID)
 
 
 def missing_rows(state, sid: str, ctype: int, seq: int, from_uid: str) -> list[list]:

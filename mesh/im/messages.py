@@ -32,6 +32,8 @@ from gateway import wkproto as wk
 from gateway.ports import Delivery, SendRequest, SendResult
 from mesh.base import metrics
 from mesh.im.channel_rules import (
+    AGENT,
+    CUSTOMER_SERVICE,
     PERSON,
     SYSTEM_DEVICE,
     SYSTEM_UID,
@@ -43,6 +45,7 @@ from mesh.im.channel_rules import (
     person_pair,
     person_peer,
     storage_id,
+    visitor_of,
 )
 from mesh.im.sequencer import Sequencer
 from mesh.im.snowflake import Snowflake
@@ -237,7 +240,7 @@ class Messages:
                                ch.subscribers, ch.deny, ch.allow)
         if ctype == TEMP and temp_subs is not None:
             view = ChannelView(True, 0, 0, frozenset(temp_subs) | {from_uid})
-        reason = check_send(ctype, cmd_base(channel_id), from_uid, view, perms.get(from_uid),
+        reason = check_send(ctype, cmd_base(sid if ctype == AGENT else channel_id), from_uid, view, perms.get(from_uid),
                             perms.get(channel_id) if ctype == PERSON else None, system=system,
                             person_whitelist=self.person_whitelist, system_uids=self.node.system_uids.current)
         if reason != wk.REASON_SUCCESS:
@@ -296,7 +299,9 @@ class Messages:
         if is_cmd(data[M_CHANNEL]):
             self.node.cmd.committed(r, data)  # CMD rows, never chat conversations
         elif ctype == PERSON:
-            self._ensure_person_convs(r, data)
+            self._ensure_convs(r, data, person_pair(data[M_CHANNEL]))
+        elif ctype == CUSTOMER_SERVICE and data[M_SEQ] == 1:
+            self._ensure_convs(r, data, recipients)  # as in WuKongIM: with the first message only
         hooks = self.node.webhooks
         if hooks is not None:
             hooks.message_committed(data, recipients)
@@ -304,11 +309,15 @@ class Messages:
     def _recipients(self, r: SlotReplica, data: list, temp_subs) -> list[str]:
         ctype = data[M_CTYPE]
         sid = data[M_CHANNEL]
-        if ctype == PERSON:
+        if ctype in (PERSON, AGENT):
             return [u for u in person_pair(cmd_base(sid)) if u != SYSTEM_UID]
         if temp_subs:
             return sorted(set(temp_subs) | {data[M_FROM]})
-        ch = r.state.channel(cmd_base(sid) if ctype != TEMP else sid, ctype)
+        base = cmd_base(sid) if ctype != TEMP else sid
+        ch = r.state.channel(base, ctype)
+        visitor = visitor_of(ctype, base)
+        if visitor:  # visitors and customer-service channels: the subscribers and the visitor
+            return [u for u in (ch.subscribers if ch is not None else set()) | {visitor} if u != SYSTEM_UID]
         return [u for u in ch.subscribers if u != SYSTEM_UID] if ch is not None else [data[M_FROM]]
 
     def _publish(self, data: list, recipients: list[str], exclude, slot: int, idx: int) -> None:
@@ -356,7 +365,12 @@ class Messages:
         sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, body = data
         cmd = is_cmd(sid) and ctype != TEMP
         base = cmd_base(sid) if cmd else sid
-        addressed = person_peer(base, from_uid) if ctype == PERSON else base
+        if ctype == PERSON:
+            addressed = person_peer(base, from_uid)
+        elif ctype == AGENT:
+            addressed = base.partition("@")[2] or base  # the agent's uid, for both sides (as in WuKongIM)
+        else:
+            addressed = base
         shown = "" if from_uid == SYSTEM_UID else from_uid  # WuKongIM shows the system uid as ""
         d = Delivery(mid, seq, cmn, shown, addressed, ctype, ts, body, flags, setting, expire, topic or "",
                      committed_at)
@@ -364,10 +378,11 @@ class Messages:
             d.extra = {"cmd": (sid, ctype)}  # a master device's RECVACK moves the CMD read position
         self.node.gateway.deliver(d, recipients, tuple(exclude) if exclude else None)
 
-    def _ensure_person_convs(self, r: SlotReplica, data: list) -> None:
+    def _ensure_convs(self, r: SlotReplica, data: list, uids: list[str]) -> None:
+        """Create the missing conversation rows of ``uids`` (person chats, customer service)."""
         sid, ctype = data[M_CHANNEL], data[M_CTYPE]
         ch = r.state.channel(sid, ctype)
-        missing = [u for u in person_pair(sid) if ch is None or u not in ch.convs]
+        missing = [u for u in uids if ch is None or u not in ch.convs]
         key = (sid, ctype)
         if not missing or key in self._conv_inflight:
             return

@@ -13,21 +13,56 @@ import base64
 import json
 import time
 import uuid
+from urllib.parse import parse_qs
 
 import pytest
+from gevent.pywsgi import WSGIServer
 
 from coordinator.slot_table import slot_of
 from gateway import wkproto as wk
-from gateway.client import WKClient
+from gateway.client import ClientError, WKClient
 from tests.support.clients import js_sdk
+from tests.support.ports import free_port
 from tests.support.servers import Cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
 
+class Receiver:
+    """Records webhook POSTs (event name, parsed body)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.events: list[tuple[str, object]] = []
+        self.server = WSGIServer(("127.0.0.1", self.port), self.app, log=None)
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def app(self, environ, start_response):
+        event = parse_qs(environ.get("QUERY_STRING", "")).get("event", [""])[0]
+        self.events.append((event, json.loads(environ["wsgi.input"].read())))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def notified(self) -> list[dict]:
+        return [m for e, body in list(self.events) if e == "msg.notify" for m in body]
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(3)
+def hooks():
+    main, agent = Receiver(), Receiver()
+    yield main, agent
+    main.server.stop()
+    agent.server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(hooks):
+    c = Cluster(3, extra={"webhook.httpAddr": hooks[0].url, "agent.webhook.httpAddr": hooks[1].url,
+                          "webhook.msgNotifyEventPushInterval": "200ms"})
     try:
         c.start()
         n1 = c.nodes[1]
@@ -179,6 +214,87 @@ def test_system_uid_added_on_node1_sends_through_node3_to_a_group_it_is_not_in(c
         assert bot not in (n1.get("/user/systemuids")[1] or [])
     finally:
         c.close()
+
+
+def text(s: str) -> bytes:
+    return json.dumps({"type": 1, "content": s}).encode()
+
+
+def client(node, uid, token=None) -> WKClient:
+    c = WKClient(f"127.0.0.1:{node.ports['tcp']}", uid, "tk-" + uid if token is None else token)
+    c.connect()
+    return c
+
+
+def history(node, login_uid: str, cid: str, ctype: int) -> list[str]:
+    st, body = node.post("/channel/messagesync", {"login_uid": login_uid, "channel_id": cid, "channel_type": ctype,
+                                                  "limit": 50})
+    assert st == 200, body
+    return [json.loads(base64.b64decode(m["payload"]))["content"] for m in body["messages"]]
+
+
+def test_two_users_chatting_with_one_agent_have_separate_channels_and_histories(cluster, hooks):
+    n1, n2, n3 = cluster.nodes[1], cluster.nodes[2], cluster.nodes[3]
+    u1, u2, ag = uniq("u"), uniq("u"), uniq("agent")
+    for u in (u1, u2, ag):
+        tok(n1, u)
+    c1, c2, cag = client(n1, u1), client(n2, u2), client(n3, ag)
+    try:
+        a1 = c1.send(ag, 11, text("from u1"))
+        a2 = c2.send(ag, 11, text("from u2"))
+        assert (a1.reason_code, a1.message_seq, a2.reason_code, a2.message_seq) == (1, 1, 1, 1)  # two logs
+        got = sorted((m.from_uid, m.channel_id, m.channel_type) for m in (cag.recv(5), cag.recv(5)))
+        assert got == sorted([(u1, ag, 11), (u2, ag, 11)])  # RECV channel_id: the agent uid (as in WuKongIM)
+        # the agent replies into u1's chat (its stored id u1@agent)
+        st, body = n2.post("/message/send", {"from_uid": ag, "channel_id": f"{u1}@{ag}", "channel_type": 11,
+                                             "payload": b64({"type": 1, "content": "agent to u1"})})
+        assert st == 200 and body["data"]["message_seq"] == 2, body
+        m = c1.recv(5)
+        assert (m.from_uid, m.channel_id, m.message_seq) == (ag, ag, 2)
+        assert history(n3, u1, ag, 11) == ["from u1", "agent to u1"]
+        assert history(n1, u2, ag, 11) == ["from u2"]
+        assert history(n2, u2, f"{u2}@{ag}", 11) == ["from u2"]  # the stored id is accepted too
+        with pytest.raises(ClientError):
+            c2.recv(0.5)  # u2 got nothing of u1's chat
+        # msg.notify of agent chats goes to agent.webhook.httpAddr, not to webhook.httpAddr
+        main, agent = hooks
+        wait_until(lambda: len([m for m in agent.notified() if m["channel_id"] in (f"{u1}@{ag}", f"{u2}@{ag}")]) == 3,
+                   10, what="agent msg.notify")
+        assert not [m for m in main.notified() if m["channel_type"] == 11]
+    finally:
+        for c in (c1, c2, cag):
+            c.close()
+
+
+def test_visitor_receives_its_customer_service_replies(cluster):
+    n1, n2, n3 = cluster.nodes[1], cluster.nodes[2], cluster.nodes[3]
+    staff, visitor = uniq("staff"), uniq("v") + "___vstr"
+    tok(n1, staff)
+    assert n1.post("/channel", {"channel_id": visitor, "channel_type": 10, "subscribers": [staff]})[0] == 200
+    cs_id = f"{visitor}|shop"
+    assert n2.post("/channel", {"channel_id": cs_id, "channel_type": 3, "subscribers": [staff]})[0] == 200
+    cv = client(n3, visitor, token="")  # visitors connect without a token
+    cs = client(n1, staff)
+    try:
+        assert cv.send(visitor, 10, text("help")).reason_code == 1
+        m = cs.recv(5)
+        assert (m.from_uid, m.channel_id, m.channel_type) == (visitor, visitor, 10)
+        assert cs.send(visitor, 10, text("how can I help")).reason_code == 1
+        m = cv.recv(5)
+        assert (m.from_uid, m.channel_id, m.channel_type, json.loads(m.payload)["content"]) == \
+            (staff, visitor, 10, "how can I help")
+        # customer service (3): the visitor is the part before "|"; anyone may send
+        assert cs.send(cs_id, 3, text("a reply on the shop channel")).reason_code == 1
+        m = cv.recv(5)
+        assert (m.from_uid, m.channel_id, m.channel_type) == (staff, cs_id, 3)
+        def cs_convs():  # made after the channel's first message (in the background, as for person chats)
+            st, convs = n2.post("/conversation/sync", {"uid": visitor, "msg_count": 1})
+            assert st == 200
+            return [c["channel_id"] for c in convs if c["channel_type"] == 3]
+        assert wait_until(cs_convs, 5, what="the visitor's customer-service conversation") == [cs_id]
+    finally:
+        cv.close()
+        cs.close()
 
 
 def test_cmd_read_positions_survive_the_uid_slot_leader_being_killed(cluster):

@@ -92,3 +92,16 @@ def test_disable_cmd_message_sync_answers_without_work():
     r = c.simulate_post("/message/syncack", json={"uid": "u1", "last_message_seq": 3})
     assert (r.status_code, r.json) == (200, {"status": 200})
     assert c.simulate_post("/message/syncack", json={"uid": "u1", "last_message_seq": 0}).status_code == 400
+
+
+def test_agent_and_visitor_ids():
+    from mesh.im.channel_rules import AGENT, CUSTOMER_SERVICE, VISITORS, visitor_of
+
+    assert storage_id(AGENT, "ag", "u1") == "u1@ag" and storage_id(AGENT, "u1@ag", "ag") == "u1@ag"
+    assert storage_id(AGENT, "ag____cmd", "u1") == "u1@ag____cmd"
+    assert visitor_of(VISITORS, "v1") == "v1" and visitor_of(CUSTOMER_SERVICE, "v1|shop") == "v1"
+    assert visitor_of(CUSTOMER_SERVICE, "shop") == "" and visitor_of(GROUP, "g|x") == ""
+    s = SlotState(0)
+    s.apply_op(1, wire.OP_CHANNEL_SUBSCRIBERS, {"id": "v1", "type": VISITORS, "add": ["staff"]})
+    assert cmd.recipients(s, "v1____cmd", VISITORS) == ["staff", "v1"]
+    assert cmd.recipients(s, "u1@ag____cmd", AGENT) == ["u1", "ag"]
