@@ -202,6 +202,18 @@ def test_system_uid_added_on_node1_sends_through_node3_to_a_group_it_is_not_in(c
         st, body = n3.get("/user/systemuids")
         print("GET /user/systemuids ->", st, body)
         assert st == 200 and bot in body and "____system" not in body
+        # the person lists do not hold a system account back, either way (§2.4)
+        other = uniq("x")
+        tok(n1, other)
+        assert n1.post("/channel/blacklist_add", {"channel_id": other, "channel_type": 1, "uids": [bot]})[0] == 200
+        assert n2.post("/channel/blacklist_add", {"channel_id": bot, "channel_type": 1, "uids": [other]})[0] == 200
+        assert c.send(other, 1, payload).reason_code == wk.REASON_SUCCESS
+        co = WKClient(f"127.0.0.1:{n2.ports['tcp']}", other, "tk-" + other)
+        co.connect()
+        try:
+            assert co.send(bot, 1, payload).reason_code == wk.REASON_SUCCESS
+        finally:
+            co.close()
 
         assert n2.post("/user/systemuids_remove", {"uids": [bot]}) == (200, {"status": 200})
         t0 = time.monotonic()
@@ -211,6 +223,7 @@ def test_system_uid_added_on_node1_sends_through_node3_to_a_group_it_is_not_in(c
                 break
             time.sleep(0.02)
         assert ack.reason_code == wk.REASON_SUBSCRIBER_NOT_EXIST and time.monotonic() - t0 < 1.0
+        assert c.send(other, 1, payload).reason_code == wk.REASON_IN_BLACKLIST
         assert bot not in (n1.get("/user/systemuids")[1] or [])
     finally:
         c.close()
