@@ -20,7 +20,6 @@ import base64
 import binascii
 import logging
 import uuid
-import zlib
 
 import falcon
 
@@ -40,6 +39,7 @@ from mesh.im.channel_rules import (
     fake_channel_id,
     is_special,
     storage_id,
+    subscribers_cmd_channel,
 )
 from mesh.im.messages import message_resp
 from mesh.net import wire
@@ -131,7 +131,8 @@ class MessageSend(_Base):
                 raise falcon.HTTPBadRequest(title="give either channel_id or subscribers, not both")
             if not flags & wk.FLAG_SYNC_ONCE:
                 raise falcon.HTTPBadRequest(title="sending to subscribers needs header.sync_once = 1")
-            cid = "tmp" + format(zlib.crc32(",".join(sorted(subs)).encode()), "08x") + "____cmd"
+            # as in WuKongIM: the FNV-1a-64 id of the uids in request order, or the online-only channel
+            cid = ONLINE_CMD_CHANNEL if flags & wk.FLAG_NO_PERSIST else subscribers_cmd_channel(subs)
             ctype = TEMP
         else:
             cid, ctype = channel_of(body)

@@ -60,6 +60,19 @@ def person_pair(fake_id: str) -> list[str]:
     return [a] if not b or a == b else [a, b]
 
 
+def fnv1a64(text: str) -> int:
+    """FNV-1a, 64 bits, of the UTF-8 text (WuKongIM's ``HashWithString``)."""
+    h = 0xCBF29CE484222325
+    for b in text.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def subscribers_cmd_channel(uids: list[str]) -> str:
+    """The temp CMD channel of a ``/message/send`` to ``subscribers``: FNV-1a-64 of the uids in request order."""
+    return f"{fnv1a64(','.join(uids))}{CMD_SUFFIX}"
+
+
 def is_cmd(channel_id: str) -> bool:
     """A CMD shadow channel (``<storage id>____cmd``)?"""
     return channel_id.endswith(CMD_SUFFIX)

@@ -21,6 +21,7 @@ from gevent.pywsgi import WSGIServer
 from coordinator.slot_table import slot_of
 from gateway import wkproto as wk
 from gateway.client import ClientError, WKClient
+from mesh.im.channel_rules import subscribers_cmd_channel
 from tests.support.clients import js_sdk
 from tests.support.ports import free_port
 from tests.support.servers import Cluster, wait_until
@@ -308,6 +309,25 @@ def test_visitor_receives_its_customer_service_replies(cluster):
     finally:
         cv.close()
         cs.close()
+
+
+def test_cmd_to_subscribers_goes_to_wukongims_temp_channel_ids(cluster):
+    n1, n2 = cluster.nodes[1], cluster.nodes[2]
+    a, b = uniq("a"), uniq("b")
+    tok(n1, a)
+    ca = client(n2, a)
+    try:
+        for no_persist, cid in ((0, subscribers_cmd_channel([a, b])), (1, "systemcmdonline")):
+            st, body = n1.post("/message/send", {"header": {"sync_once": 1, "no_persist": no_persist},
+                                                 "subscribers": [a, b], "payload": b64({"type": 99, "cmd": "t"})})
+            print(f"POST /message/send subscribers no_persist={no_persist} ->", st, body)
+            assert (st, body) == (200, {"status": 200})
+            m = ca.recv(5)
+            assert (m.channel_id, m.channel_type, m.flags & wk.FLAG_SYNC_ONCE, m.message_seq) == \
+                (cid, 8, wk.FLAG_SYNC_ONCE, 1 - no_persist)
+        assert cmd_sync(n2, a) == []  # as in WuKongIM: temp channels get no CMD rows
+    finally:
+        ca.close()
 
 
 def test_cmd_read_positions_survive_the_uid_slot_leader_being_killed(cluster):

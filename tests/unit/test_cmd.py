@@ -105,3 +105,10 @@ def test_agent_and_visitor_ids():
     s.apply_op(1, wire.OP_CHANNEL_SUBSCRIBERS, {"id": "v1", "type": VISITORS, "add": ["staff"]})
     assert cmd.recipients(s, "v1____cmd", VISITORS) == ["staff", "v1"]
     assert cmd.recipients(s, "u1@ag____cmd", AGENT) == ["u1", "ag"]
+
+
+def test_subscribers_cmd_channel_is_wukongims_fnv1a_id():
+    from mesh.im.channel_rules import subscribers_cmd_channel
+
+    assert subscribers_cmd_channel(["u1", "u2"]) == "17922244540036557902____cmd"
+    assert subscribers_cmd_channel(["u2", "u1"]) == "5981087602159037568____cmd"
