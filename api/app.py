@@ -30,6 +30,7 @@ from api import (
     connections,
     conversations,
     errors,
+    events,
     manager_ui,
     messages,
     system_uids,
@@ -39,7 +40,7 @@ from api.auth import ManagerToken
 from api.health import Health
 
 # The WuKongIM-compatible API: each module's ``register(app, node)`` adds its routes.
-API_MODULES = (users, channels, messages, conversations, connections, cmd_sync, system_uids)
+API_MODULES = (users, channels, messages, conversations, connections, cmd_sync, system_uids, events)
 
 
 class ServedApp(NamedTuple):

@@ -43,6 +43,7 @@ from mesh.im.channel_rules import (
 )
 from mesh.im.messages import message_resp
 from mesh.net import wire
+from mesh.storage.entries import M_CMN, M_SETTING
 
 log = logging.getLogger("api.messages")
 
@@ -140,7 +141,8 @@ class MessageSend(_Base):
                 raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
         cmd = bool(flags & wk.FLAG_SYNC_ONCE) and not subs and ctype != TEMP and cid != ONLINE_CMD_CHANNEL
         target = cmd_channel(cid) if cmd else cid  # a CMD is stored in the channel's ____cmd log
-        sreq = SendRequest(from_uid, target, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
+        setting = wk.SETTING_STREAM if int_field(body, "is_stream", 0, lo=0, hi=1) else 0
+        sreq = SendRequest(from_uid, target, ctype, payload, cmn, 0, flags, setting, expire, str_field(body, "topic"))
         reason, mid, seq = self.send(sreq, subscribers=subs or None)
         if cmd and seq and reason == wk.REASON_SUCCESS:
             _cmd_rows(self.node, storage_id(ctype, target, from_uid), ctype, seq, from_uid)
@@ -194,8 +196,15 @@ class MessageSync(_Base):
         if not got["exists"] and ctype not in NEED_NO_CHANNEL:
             raise falcon.HTTPBadRequest(title=f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
+        metas = got.get("event_meta") or {}
+        out = []
+        for m in msgs:
+            r = message_resp(m)
+            if m[M_CMN] in metas and m[M_SETTING] & wk.SETTING_STREAM:
+                r.update(metas[m[M_CMN]])
+            out.append(r)
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
-                      "messages": [message_resp(m) for m in msgs]}
+                      "messages": out}
 
 
 class MessagesGet(_Base):

@@ -93,7 +93,7 @@ def spec() -> dict:
     m = "messages"
     paths["/message/send"] = post("Send a message (answered once durable)", obj(
         {"header": HEADER, "client_msg_no": {"type": "string", "maxLength": 128}, "from_uid": {"type": "string"},
-         **CHANNEL, "expire": {"type": "integer", "minimum": 0}, "subscribers": UIDS,
+         **CHANNEL, "expire": {"type": "integer", "minimum": 0}, "subscribers": UIDS, "is_stream": FLAG01,
          "payload": {"type": "string", "format": "byte"}}, ["payload"]),
         obj({"status": {"type": "integer"}, "data": obj({"message_id": {"type": "integer"},
                                                          "client_msg_no": {"type": "string"},
@@ -125,6 +125,19 @@ def spec() -> dict:
     paths["/message/syncack"] = post("Mark the CMD messages of the user's last /message/sync read", obj(
         {"uid": UID, "last_message_seq": {"type": "integer", "minimum": 1}}, ["uid", "last_message_seq"]), STATUS,
         tag=m)
+    paths["/message/event"] = post("Append an event to a stream message (is_stream=1)", obj(
+        {**CHANNEL, "from_uid": {"type": "string"}, "message_id": {"type": "integer"},
+         "client_msg_no": {"type": "string", "minLength": 1, "maxLength": 128},
+         "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+         "event_type": {"type": "string", "minLength": 1, "maxLength": 64}, "event_key": {"type": "string"},
+         "visibility": {"type": "string"}, "occurred_at": {"type": "integer"}, "payload": {}},
+        ["channel_id", "client_msg_no", "event_id", "event_type"]),
+        obj({"status": {"type": "integer"}, "data": {"type": "object"}}), tag=m)
+    paths["/message/eventsync"] = post("The event keys of a stream message (projection)", obj(
+        {**CHANNEL, "from_uid": {"type": "string"}, "client_msg_no": {"type": "string", "minLength": 1},
+         "event_key": {"type": "string"}, "from_msg_event_seq": {"type": "integer", "minimum": 0},
+         "limit": {"type": "integer", "minimum": 0, "maximum": 2000}, "include_private": FLAG01},
+        ["channel_id", "client_msg_no"]), obj({"status": {"type": "integer"}, "data": {"type": "object"}}), tag=m)
     paths["/user/systemuids_add"] = post("Add system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
     paths["/user/systemuids_remove"] = post("Remove system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
     paths["/user/systemuids"] = get("The added system accounts (null when none)", [],

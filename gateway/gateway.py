@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 import gevent
 
+from gateway import jsonrpc
 from gateway import wkproto as wk
 from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
 from gateway.session import AUTHED, CLOSED, NEW, Session
@@ -206,6 +207,31 @@ class Gateway:
                     self.cmd_recvs.popitem(last=False)
             if m.committed_at:
                 metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
+        return written
+
+    def deliver_event(self, uids: Iterable[str], event_id: str, event_type: str, timestamp: int, data: str) -> int:
+        """A message event to the local sessions of ``uids``: EVENT (type 12) to binary v5 connections, the
+        ``event`` notification to JSON-RPC ones; binary connections below v5 (which may not know type 12) get
+        nothing."""
+        written = 0
+        frame = None
+        note = None
+        for uid in uids:
+            for s in self.by_uid.get(uid, ()):
+                if s.state != AUTHED:
+                    continue
+                if s.dialect == "json":
+                    if note is None:
+                        note = jsonrpc.dumps(jsonrpc.notification("event", {"id": event_id, "type": event_type,
+                                                                            "timestamp": timestamp, "data": data}))
+                    s.write_frame(note, text=True)
+                elif s.version >= 5:
+                    if frame is None:
+                        frame = wk.encode(wk.Event(event_id, event_type, timestamp, data.encode()), 5)
+                    s.write_frame(frame)
+                else:
+                    continue
+                written += 1
         return written
 
     def sync_once_acked(self, s: Session, message_id: int) -> None:

@@ -77,7 +77,7 @@ class Node:
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
         from gateway.gateway import Gateway
-        from mesh.im import channels, cmd, conversations, history, person_perms, system_uids, users
+        from mesh.im import channels, cmd, conversations, events, history, person_perms, system_uids, users
         from mesh.im.messages import Messages
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
@@ -90,6 +90,7 @@ class Node:
         conversations.register(svc)
         cmd.register(svc)
         system_uids.register(svc)
+        events.register(svc, self)
         self.recent = history.RecentCache()
         history.register(svc, self.recent)
         self.users = users.Users(self.router)
@@ -109,6 +110,7 @@ class Node:
         self.gateway.on_sync_once_ack = lambda uid, sid, ctype, seq: gevent.spawn(self.cmd.read, uid, sid, ctype, seq)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe(wire.GW_KICK, self._on_kick)
+        self.mesh.subscribe(wire.EVT_DELIVER, lambda _s, item: self.deliver_event(item))
         self.add_health_check(self.replication.health_reasons)
         self.on_stop(self.gateway.stop)
 
@@ -116,6 +118,11 @@ class Node:
     def _on_commit(self, replica, entry, meta) -> None:
         self.recent.add(replica.slot, entry[3])
         self.messages.on_commit(replica, entry, meta)
+
+    def deliver_event(self, item: list) -> None:
+        """A message event (``evt.deliver``) to this node's sessions of its recipients."""
+        uids, event_id, event_type, ts, data = item
+        self.gateway.deliver_event(uids, event_id, event_type, ts, data)
 
     def _on_online(self, session, online: bool) -> None:
         if online:

@@ -10,6 +10,8 @@ replicas that applied the same entries hold the same state:
   and the window the last ``/message/sync`` handed out (replicated, unlike WuKongIM's
   node-local memory, so a leader change or a second device loses neither);
 * the added system uids (in the slot of the key ``____system``);
+* message events: per (channel, type, client_msg_no) one state row per event key and
+  the message's event seq (``mesh.im.events``);
 * MSG entries: a message of one channel; applying it advances the channel's last
   sequence number and remembers (channel, from_uid, client_msg_no) for deduplication.
 
@@ -159,6 +161,7 @@ class SlotState:
         self.cmd: dict[str, dict[tuple[str, int], int]] = {}  # uid -> (CMD channel, type) -> read seq
         self.cmd_synced: dict[str, list[list]] = {}  # uid -> [[CMD channel, type, seq]] of the last sync
         self.system_uids: set[str] = set()
+        self.events: dict[tuple[str, int, str], dict] = {}  # (channel, type, client_msg_no) -> {"seq", "keys"}
         self.applied = 0  # index of the last applied entry
 
     # ------------------------------------------------------------------ reads
@@ -353,6 +356,12 @@ class SlotState:
         self.system_uids.difference_update(a.get("remove", ()))
         return [self.applied, sorted(self.system_uids)]
 
+    # ---- message events (in the channel's slot)
+    def _event(self, a: dict) -> list:
+        from mesh.im.events import apply_event
+
+        return apply_event(self.events.setdefault((a["id"], int(a["type"]), a["cmn"]), {"seq": 0, "keys": {}}), a)
+
     # ------------------------------------------------------------------ snapshots
     def to_snapshot(self) -> dict:
         return {
@@ -363,6 +372,7 @@ class SlotState:
             "cmd": {uid: [[k[0], k[1], v] for k, v in d.items()] for uid, d in self.cmd.items()},
             "cmd_synced": self.cmd_synced,
             "system_uids": sorted(self.system_uids),
+            "events": [[k[0], k[1], k[2], v] for k, v in self.events.items()],
             "applied": self.applied,
         }
 
@@ -378,6 +388,7 @@ class SlotState:
         s.cmd = {uid: {(cid, int(ctype)): int(v) for cid, ctype, v in items} for uid, items in snap.get("cmd", {}).items()}
         s.cmd_synced = {uid: [list(r) for r in rec] for uid, rec in snap.get("cmd_synced", {}).items()}
         s.system_uids = set(snap.get("system_uids", []))
+        s.events = {(cid, int(ctype), cmn): v for cid, ctype, cmn, v in snap.get("events", [])}
         s.applied = int(snap.get("applied", 0))
         return s
 
@@ -398,6 +409,7 @@ _OPS = {
     wire.OP_CMD_SYNCED: SlotState._cmd_synced,
     wire.OP_CMD_ACK: SlotState._cmd_ack,
     wire.OP_SYSUID: SlotState._sysuid,
+    wire.OP_EVENT: SlotState._event,
 }
 
 __all__ = ["Channel", "Conv", "SlotState", "INFO_FIELDS", "M_CHANNEL", "M_CTYPE", "M_MID"]

@@ -38,6 +38,7 @@ MSG_DELIVER = "msg.deliver"  # topic: one delivery
 MSG_DELIVER_MANY = "msg.deliver_many"  # topic: a list of deliveries
 PERM_INVALIDATE = "perm.invalidate"  # list[uid] -> None (drop cached person flags)
 SYSUID_CHANGED = "sysuid.changed"  # topic: [log index, every stored system uid]
+EVT_DELIVER = "evt.deliver"  # topic: [recipients, event id, event type, timestamp, data JSON text]
 
 # ---------------------------------------------------------------- gateway (topics, mesh methods)
 GW_LOGIN = "gw.login"  # topic: a login that may kick other devices (see Gateway.apply_login)
@@ -75,6 +76,8 @@ CMD_READ = "cmd.read"  # on the uid's slot: a master device's RECVACK of a CMD
 SYSUID_ADD = "sysuid.add"  # on the system-uid key's slot
 SYSUID_REMOVE = "sysuid.remove"
 SYSUID_LIST = "sysuid.list"
+EVT_APPEND = "evt.append"  # on the message's channel slot: /message/event
+EVT_SYNC = "evt.sync"  # on the message's channel slot: /message/eventsync
 
 
 # ---------------------------------------------------------------- positional payloads
@@ -144,3 +147,4 @@ OP_CMD_READ = "cmd.read"
 OP_CMD_SYNCED = "cmd.synced"
 OP_CMD_ACK = "cmd.ack"
 OP_SYSUID = "sysuid"
+OP_EVENT = "event"

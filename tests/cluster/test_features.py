@@ -22,7 +22,7 @@ from coordinator.slot_table import slot_of
 from gateway import wkproto as wk
 from gateway.client import ClientError, WKClient
 from mesh.im.channel_rules import subscribers_cmd_channel
-from tests.support.clients import js_sdk
+from tests.support.clients import easy_sdk, js_sdk
 from tests.support.ports import free_port
 from tests.support.servers import Cluster, wait_until
 
@@ -328,6 +328,76 @@ def test_cmd_to_subscribers_goes_to_wukongims_temp_channel_ids(cluster):
         assert cmd_sync(n2, a) == []  # as in WuKongIM: temp channels get no CMD rows
     finally:
         ca.close()
+
+
+def test_message_events_stream_to_binary_and_jsonrpc_clients_and_are_synced(cluster):
+    n1, n2, n3 = cluster.nodes[1], cluster.nodes[2], cluster.nodes[3]
+    bin_uid, rpc_uid, js_uid = uniq("bin"), uniq("rpc"), uniq("js")
+    tok(n1, bin_uid)
+    tok(n1, rpc_uid, flag=2)
+    tok(n1, js_uid, flag=1)
+    g = group(n1, [bin_uid, rpc_uid, js_uid])
+    cb = client(n1, bin_uid)  # binary, protocol v5
+    rpc = easy_sdk(f"ws://127.0.0.1:{n3.ports['ws']}", rpc_uid, "tk-" + rpc_uid)
+    js = js_sdk(f"ws://127.0.0.1:{n2.ports['ws']}", js_uid, "tk-" + js_uid)
+    try:
+        rpc.cmd(cmd="connect")
+        assert rpc.wait(lambda e: e["event"] in ("connected", "connect_error"))["event"] == "connected"
+        js.cmd(cmd="connect")
+        assert js.wait(lambda e: e["event"] == "status" and e.get("reasonCode") not in (None, 0), 20)["reasonCode"] == 1
+        cmn = uniq("stream-")
+        st, body = n1.post("/message/send", {"from_uid": "ai-bot", "channel_id": g, "channel_type": 2, "is_stream": 1,
+                                             "client_msg_no": cmn, "payload": b64({"type": 1, "content": ""})})
+        assert st == 200, body
+        mid = body["data"]["message_id"]
+        assert cb.recv(5).client_msg_no == cmn
+        posts = [(n1, "e1", "stream.delta", {"kind": "text", "delta": "Hello "}),
+                 (n2, "e2", "stream.delta", {"kind": "text", "delta": "world"}),
+                 (n3, "e3", "stream.close", {"end_reason": 0})]
+        answers = []
+        for node, eid, etype, payload in posts:
+            st, body = node.post("/message/event", {"channel_id": g, "channel_type": 2, "client_msg_no": cmn,
+                                                    "event_id": eid, "event_type": etype, "payload": payload})
+            print(f"POST /message/event {etype} via node {node.node_id} ->", st, body)
+            assert st == 200, body
+            answers.append(body["data"])
+        assert [(a["msg_event_seq"], a["stream_status"], a["event_key"], a["from_uid"]) for a in answers] == \
+            [(0, "open", "main", "ai-bot"), (0, "open", "main", "ai-bot"), (1, "closed", "main", "ai-bot")]
+        got_bin = [cb.events.get(timeout=5) for _ in posts]
+        got_rpc = [rpc.wait(lambda e: e["event"] == "customevent", 10, "JSON-RPC event")["params"] for _ in posts]
+        for (_n, eid, etype, payload), pb, pr in zip(posts, got_bin, got_rpc):
+            data = json.loads(pb.data)
+            assert (pb.id, pb.type_name) == (eid, etype)
+            assert (pr["id"], pr["type"], pr["data"]) == (eid, etype, data)
+            assert {k: data[k] for k in ("client_msg_no", "channel_id", "channel_type", "from_uid", "message_id",
+                                         "event_key", "payload")} == \
+                {"client_msg_no": cmn, "channel_id": g, "channel_type": 2, "from_uid": "ai-bot", "message_id": mid,
+                 "event_key": "main", "payload": payload}
+        print("EVENT data seen by the v5 client:", [json.loads(p.data) for p in got_bin][-1])
+        st, body = n2.post("/message/eventsync", {"channel_id": g, "channel_type": 2, "client_msg_no": cmn})
+        print("POST /message/eventsync ->", st, body)
+        assert st == 200
+        [row] = body["data"]["events"]
+        assert (row["event_key"], row["event_type"], row["payload"]) == \
+            ("main", "stream.close", {"kind": "text", "text": "Hello world"})
+        st, hist = n3.post("/channel/messagesync", {"login_uid": bin_uid, "channel_id": g, "channel_type": 2})
+        [m] = [m for m in hist["messages"] if m["client_msg_no"] == cmn]
+        print("event_meta in /channel/messagesync:", m["event_meta"])
+        assert m["event_meta"]["events"][0]["snapshot"] == {"kind": "text", "text": "Hello world"}
+        assert base64.b64decode(m["stream_data"]) == b"Hello world" and m["end"] == 1
+        # the JS SDK 1.0.4 (protocol v2, no EVENT) keeps working
+        js.cmd(cmd="send", channelID=g, channelType=2, text="after the stream")
+        assert js.wait(lambda e: e["event"] == "sendack", 20, "js sendack")["reasonCode"] == 1
+        assert json.loads(cb.recv(5).payload)["content"] == "after the stream"
+        st, _ = n1.post("/message/send", {"from_uid": bin_uid, "channel_id": g, "channel_type": 2,
+                                          "payload": b64({"type": 1, "content": "to js"})})
+        assert js.wait(lambda e: e["event"] == "message" and e.get("text") == "to js", 20, "js receives")
+        assert not [e for e in js.seen if e["event"] in ("error", "status") and e.get("status") != "connected"
+                    and e["event"] == "error"], js.seen
+    finally:
+        cb.close()
+        rpc.close()
+        js.close()
 
 
 def test_cmd_read_positions_survive_the_uid_slot_leader_being_killed(cluster):
