@@ -13,11 +13,15 @@
 """
 from __future__ import annotations
 
+import json
+
 import falcon
 
 from api.validate import body_of, int_field, str_field
 from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, agent_channel_id, fake_channel_id
 from mesh.net import wire
+
+INT64_MAX = 2**63 - 1
 
 
 def _channel(body: dict) -> tuple[str, int]:
@@ -53,17 +57,14 @@ class MessageEvent:
         event_id = _required(body, "event_id")
         event_type = _required(body, "event_type")
         from_uid = str_field(body, "from_uid").strip()
-        mid = body.get("message_id") or 0
-        if isinstance(mid, bool) or not isinstance(mid, int):
-            raise falcon.HTTPBadRequest(title="message_id must be an integer")
-        occurred = body.get("occurred_at") or 0
-        if isinstance(occurred, bool) or not isinstance(occurred, int):
-            raise falcon.HTTPBadRequest(title="occurred_at must be an integer")
+        mid = int_field(body, "message_id", 0, lo=0, hi=INT64_MAX)
+        occurred = int_field(body, "occurred_at", 0, lo=0, hi=INT64_MAX)
         sid = _storage(cid, ctype, from_uid or (SYSTEM_UID if ctype == PERSON else ""))
         args = {"sid": sid, "type": ctype, "channel_id": cid, "client_msg_no": cmn, "event_id": event_id,
                 "event_type": event_type, "event_key": str_field(body, "event_key").strip(),
                 "visibility": str_field(body, "visibility").strip(), "occurred_at": occurred,
-                "from_uid": from_uid, "message_id": mid, "payload": body.get("payload")}
+                "from_uid": from_uid, "message_id": mid,
+                "payload": None if body.get("payload") is None else json.dumps(body["payload"])}  # any JSON, as text
         got = self.node.call_or_503(self.node.router.call, sid, wire.EVT_APPEND, args)
         if "error" in got:
             raise falcon.HTTPBadRequest(title=got["error"])
@@ -86,7 +87,7 @@ class MessageEventSync:
         sid = fake_channel_id(cid, from_uid) if ctype == PERSON and from_uid and "@" not in cid else cid
         got = self.node.call_or_503(self.node.router.call, sid, wire.EVT_SYNC, {
             "sid": sid, "type": ctype, "client_msg_no": cmn, "event_key": str_field(body, "event_key").strip(),
-            "from": int_field(body, "from_msg_event_seq", 0, lo=0), "limit": limit,
+            "from": int_field(body, "from_msg_event_seq", 0, lo=0, hi=INT64_MAX), "limit": limit,
             "include_private": int_field(body, "include_private", 0, lo=0, hi=1)})
         resp.media = {"status": 200, "data": got}
 

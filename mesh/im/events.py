@@ -73,9 +73,10 @@ def apply_event(msg: dict, a: dict) -> list:
 
 def _end_reason(v: Any) -> int:
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):
         return 0
+    return n if -(2**63) <= n < 2**63 else 0
 
 
 def merge_terminal(payload: Any, accumulated: Any) -> Any:
@@ -88,7 +89,21 @@ def merge_terminal(payload: Any, accumulated: Any) -> Any:
 
 
 def persisted_args(event_type: str, payload: Any, accumulated: Any) -> dict:
-    """The state change of a persisted event (snapshot, status, end reason, error)."""
+    """The state change of a persisted event (snapshot, status, end reason, error).
+
+    The snapshot travels and is stored as JSON text (any JSON value, whatever its numbers).
+    """
+    out = _persisted_args(event_type, payload, accumulated)
+    if out.get("has_snapshot"):
+        out["snapshot"] = json.dumps(out["snapshot"], ensure_ascii=False)
+    return out
+
+
+def _snapshot(st: dict) -> Any:
+    return None if st["snapshot"] is None else json.loads(st["snapshot"])
+
+
+def _persisted_args(event_type: str, payload: Any, accumulated: Any) -> dict:
     out: dict = {}
     if event_type == "stream.snapshot":
         out.update(has_snapshot=True, snapshot=payload)
@@ -123,7 +138,7 @@ def projection(msg: dict | None, from_seq: int, limit: int, event_key: str, incl
         if not include_private and st["last_visibility"] in ("private", "restricted"):
             continue
         if st["snapshot"] is not None:
-            payload = st["snapshot"]
+            payload = _snapshot(st)
         else:
             payload = {"status": st["status"], "end_reason": st["end_reason"]}
             if st["error"]:
@@ -145,7 +160,7 @@ def event_meta(msg: dict | None, cmn: str) -> dict:
     for key, st in sorted(keys.items(), key=lambda kv: kv[1]["last_msg_event_seq"]):
         e = {"event_key": key, "status": st["status"], "last_msg_event_seq": st["last_msg_event_seq"]}
         if st["snapshot"] is not None:
-            e["snapshot"] = st["snapshot"]
+            e["snapshot"] = _snapshot(st)
         if st["end_reason"]:
             e["end_reason"] = st["end_reason"]
         if st["error"]:
@@ -160,7 +175,7 @@ def event_meta(msg: dict | None, cmn: str) -> dict:
            "event_sync_hint": {"client_msg_no": cmn, "from_msg_event_seq": 0}}
     main = keys.get(MAIN_KEY)
     if main is not None:
-        snap = main["snapshot"]
+        snap = _snapshot(main)
         if snap is not None:
             import base64
             raw = snap["text"] if isinstance(snap, dict) and snap.get("kind") == "text" else json.dumps(snap)
@@ -220,7 +235,7 @@ def register(service, node) -> None:
         mkey = (sid, ctype, cmn)
         msg = state.events.get(mkey)
         st = (msg or {}).get("keys", {}).get(key)
-        payload = a.get("payload")
+        payload = None if a.get("payload") is None else json.loads(a["payload"])
         if etype == DELTA:
             if st is not None and st["status"] in ("closed", "error", "cancelled"):
                 return {"error": "stream closed"}

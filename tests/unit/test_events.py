@@ -2,6 +2,8 @@
 merge, the eventsync projection and event_meta."""
 from __future__ import annotations
 
+import json
+
 from mesh.im import events as ev
 from mesh.im.slot_state import SlotState
 from mesh.net import wire
@@ -26,7 +28,8 @@ def test_terminal_merge_puts_the_accumulation_in_the_snapshot():
     assert ev.merge_terminal({"end_reason": "2"}, acc) == {"end_reason": "2", "snapshot": acc}
     assert ev.merge_terminal("raw", acc) == {"raw_payload": "raw", "snapshot": acc}
     change = ev.persisted_args("stream.close", {"end_reason": "2"}, acc)
-    assert change == {"status": "closed", "has_snapshot": True, "snapshot": acc, "end_reason": 2}
+    assert change == {"status": "closed", "has_snapshot": True, "snapshot": json.dumps(acc), "end_reason": 2}
+    assert ev.persisted_args("stream.close", {"end_reason": 10**30}, None)["end_reason"] == 0  # kept to int64
 
 
 def test_one_seq_per_message_idempotent_by_event_id_and_frozen_when_terminal():
@@ -35,8 +38,8 @@ def test_one_seq_per_message_idempotent_by_event_id_and_frozen_when_terminal():
     assert op(s, 2, "e1", "stream.snapshot", payload={"a": 2})[0] is False  # same event id: nothing new
     assert op(s, 3, "x1", "custom.thing", key="tool")[1]["last_msg_event_seq"] == 2
     appended, st = op(s, 4, "e2", "stream.close", acc={"kind": "text", "text": "hi"})
-    assert appended and (st["status"], st["last_msg_event_seq"], st["snapshot"]) == ("closed", 3, {"kind": "text",
-                                                                                                    "text": "hi"})
+    assert appended and (st["status"], st["last_msg_event_seq"], json.loads(st["snapshot"])) == \
+        ("closed", 3, {"kind": "text", "text": "hi"})
     assert op(s, 5, "e3", "stream.snapshot", payload={})[0] is False  # terminal
     again = SlotState.from_snapshot(0, s.to_snapshot())
     assert again.events == s.events
