@@ -27,19 +27,22 @@ from api import (
     channels,
     cluster_admin,
     cluster_shapes,
+    cmd_sync,
     connections,
     conversations,
     errors,
+    events,
     manager_ui,
     message_lookups,
     messages,
+    system_uids,
     users,
 )
 from api.auth import ManagerToken
 from api.health import Health
 
 # The WuKongIM-compatible API: each module's ``register(app, node)`` adds its routes.
-API_MODULES = (users, channels, messages, message_lookups, conversations, connections)
+API_MODULES = (users, channels, messages, message_lookups, conversations, connections, cmd_sync, system_uids, events)
 
 
 class ServedApp(NamedTuple):

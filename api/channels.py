@@ -17,7 +17,7 @@ import falcon
 
 from api.errors import lenient
 from api.validate import body_of, int_field, str_field, str_list
-from mesh.im.channel_rules import GROUP, KNOWN_TYPES, PERSON, is_special
+from mesh.im.channel_rules import AGENT, GROUP, KNOWN_TYPES, PERSON, is_special
 
 INFO_KEYS = ("large", "ban", "disband", "send_ban", "allow_stranger")
 
@@ -26,9 +26,9 @@ def channel_of(body: dict, *, default_type: int | None = None, allow_person: boo
     cid = str_field(body, "channel_id", required=True).strip()
     if not cid:
         raise falcon.HTTPBadRequest(title="channel_id is required")
-    if is_special(cid):
-        raise falcon.HTTPBadRequest(title="channel_id must not contain '@', '#' or '&'")
     ctype = int_field(body, "channel_type", 0, lo=0, hi=255)
+    if is_special(cid) and not (ctype == AGENT and _agent_pair(cid)):
+        raise falcon.HTTPBadRequest(title="channel_id must not contain '@', '#' or '&'")
     if ctype == 0 and default_type is not None:
         ctype = default_type
     if ctype not in KNOWN_TYPES:
@@ -36,6 +36,12 @@ def channel_of(body: dict, *, default_type: int | None = None, allow_person: boo
     if ctype == PERSON and not allow_person:
         raise falcon.HTTPBadRequest(title="person channels do not take subscribers")
     return cid, ctype
+
+
+def _agent_pair(cid: str) -> bool:
+    """``<user>@<agent>``: an agent chat's stored id, accepted for type 11."""
+    a, _, b = cid.partition("@")
+    return bool(a and b) and not is_special(a) and not is_special(b)
 
 
 def uids_of(body: dict, name: str, *, required: bool) -> list[str]:

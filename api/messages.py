@@ -16,13 +16,15 @@
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
   ``{"message_seq":n}``. Person chats are addressed with the peer's uid plus
   ``login_uid``. An unknown channel is an empty 200 (logged and counted).
+* ``header.sync_once=1`` with a ``channel_id`` stores a CMD message in the channel's
+  ``____cmd`` log (see ``mesh.im.cmd``), not in chat history.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
-import zlib
 
 import falcon
 import redis
@@ -32,12 +34,30 @@ from api.errors import lenient
 from api.validate import body_of, int_field, str_field, str_list
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, TEMP, fake_channel_id, is_special
+from mesh.im.channel_rules import (
+    AGENT,
+    CUSTOMER_SERVICE,
+    PERSON,
+    SYSTEM_UID,
+    TEMP,
+    VISITORS,
+    agent_channel_id,
+    cmd_channel,
+    fake_channel_id,
+    is_special,
+    storage_id,
+    subscribers_cmd_channel,
+)
 from mesh.im.messages import message_resp
 from mesh.net import wire
+from mesh.storage.entries import M_CMN, M_SETTING
+
+log = logging.getLogger("api.messages")
 
 SYNC_LIMIT_MAX = 10000
 SYNC_LIMIT_DEFAULT = 100
+ONLINE_CMD_CHANNEL = "systemcmdonline"
+NEED_NO_CHANNEL = (PERSON, CUSTOMER_SERVICE, VISITORS, AGENT)  # made by their first message
 
 
 def header_flags(body: dict) -> int:
@@ -79,6 +99,11 @@ def storage_of(node, cid: str, ctype: int, login_uid: str) -> str:
         if not login_uid:
             raise falcon.HTTPBadRequest(title="login_uid is required for a person channel")
         return fake_channel_id(login_uid, cid)
+    if ctype == AGENT and "@" not in cid:
+        if not login_uid:
+            raise falcon.HTTPBadRequest(title="login_uid (the user) or channel_id user@agent is required for an "
+                                              "agent channel")
+        return agent_channel_id(login_uid, cid)
     return cid
 
 
@@ -118,15 +143,21 @@ class MessageSend(_Base):
                 raise falcon.HTTPBadRequest(title="give either channel_id or subscribers, not both")
             if not flags & wk.FLAG_SYNC_ONCE:
                 raise falcon.HTTPBadRequest(title="sending to subscribers needs header.sync_once = 1")
-            cid = "tmp" + format(zlib.crc32(",".join(sorted(subs)).encode()), "08x") + "____cmd"
+            # as in WuKongIM: the FNV-1a-64 id of the uids in request order, or the online-only channel
+            cid = ONLINE_CMD_CHANNEL if flags & wk.FLAG_NO_PERSIST else subscribers_cmd_channel(subs)
             ctype = TEMP
         else:
             cid, ctype = channel_of(body)
-            if ctype != PERSON and not self.call(self.node.channels.exists, cid, ctype):
+            if ctype not in NEED_NO_CHANNEL and not self.call(self.node.channels.exists, cid, ctype):
                 unknown = lenient("/message/send", "unknown channel", f"channel {cid!r} (type {ctype}) does not "
                                   "exist; the message is stored where no subscriber reads it (as WuKongIM does)")
-        sreq = SendRequest(from_uid, cid, ctype, payload, cmn, 0, flags, 0, expire, str_field(body, "topic"))
+        cmd = bool(flags & wk.FLAG_SYNC_ONCE) and not subs and ctype != TEMP and cid != ONLINE_CMD_CHANNEL
+        target = cmd_channel(cid) if cmd else cid  # a CMD is stored in the channel's ____cmd log
+        setting = wk.SETTING_STREAM if int_field(body, "is_stream", 0, lo=0, hi=1) else 0
+        sreq = SendRequest(from_uid, target, ctype, payload, cmn, 0, flags, setting, expire, str_field(body, "topic"))
         reason, mid, seq = self.send(sreq, subscribers=subs or None)
+        if cmd and seq and reason == wk.REASON_SUCCESS:
+            _cmd_rows(self.node, storage_id(ctype, target, from_uid), ctype, seq, from_uid)
         if reason != wk.REASON_SUCCESS:  # WuKongIM drops it silently and answers 200; Skein says why
             msg = lenient("/message/send", f"refused with reason code {reason}", f"to {cid!r} (type {ctype}), "
                           "not stored")
@@ -177,11 +208,18 @@ class MessageSync(_Base):
         sid = storage_of(self.node, cid, ctype, login_uid)
         got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
                         {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
-        if not got["exists"] and ctype != PERSON:
+        if not got["exists"] and ctype not in NEED_NO_CHANNEL:
             lenient("/channel/messagesync", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
+        metas = got.get("event_meta") or {}
+        out = []
+        for m in msgs:
+            r = message_resp(m)
+            if m[M_CMN] in metas and m[M_SETTING] & wk.SETTING_STREAM:
+                r.update(metas[m[M_CMN]])
+            out.append(r)
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
-                      "messages": [message_resp(m) for m in msgs]}
+                      "messages": out}
 
 
 class MessagesGet(_Base):
@@ -238,6 +276,14 @@ class MaxMessageSeq(_Base):
         sid = storage_of(self.node, cid, ctype, (req.get_param("login_uid") or "").strip())
         got = self.call(self.node.router.call, sid, wire.MSG_MAX_SEQ, {"id": sid, "type": ctype})
         resp.media = {"message_seq": got["seq"]}
+
+
+def _cmd_rows(node, sid: str, ctype: int, seq: int, from_uid: str) -> None:
+    """Make the recipients' CMD rows before answering, so /message/sync sees the message at once."""
+    try:
+        node.cmd.ensure_rows(sid, ctype, seq, from_uid)
+    except Exception as exc:  # the CMD channel's leader retries after its commit
+        log.info("CMD rows of %s not made by the send (%s); the leader makes them", sid, exc)
 
 
 def _int_list(body: dict, name: str) -> list[int]:

@@ -96,7 +96,7 @@ def spec() -> dict:
     m = "messages"
     paths["/message/send"] = post("Send a message (answered once durable)", obj(
         {"header": HEADER, "client_msg_no": {"type": "string", "maxLength": 128}, "from_uid": {"type": "string"},
-         **CHANNEL, "expire": {"type": "integer", "minimum": 0}, "subscribers": UIDS,
+         **CHANNEL, "expire": {"type": "integer", "minimum": 0}, "subscribers": UIDS, "is_stream": FLAG01,
          "payload": {"type": "string", "format": "byte"}}, ["payload"]),
         obj({"status": {"type": "integer"}, "data": obj({"message_id": {"type": "integer"},
                                                          "client_msg_no": {"type": "string"},
@@ -130,6 +130,30 @@ def spec() -> dict:
     paths["/message/byclientmsgno"] = get("A message by client_msg_no in a stored channel (or {status: 404})", [
         ("channel_id", UID, True), ("channel_type", CTYPE, True), ("client_msg_no", {"type": "string"}, True)],
         {"oneOf": [MESSAGE, STATUS]}, tag=m)
+    paths["/message/sync"] = post("A user's unread CMD messages (sync_once sends), across channels", obj(
+        {"uid": UID, "message_seq": {"type": "integer", "minimum": 0},
+         "limit": {"type": "integer", "minimum": 0, "maximum": 10000}}, ["uid"]),
+        {"type": "array", "items": MESSAGE}, tag=m)
+    paths["/message/syncack"] = post("Mark the CMD messages of the user's last /message/sync read", obj(
+        {"uid": UID, "last_message_seq": {"type": "integer", "minimum": 1}}, ["uid", "last_message_seq"]), STATUS,
+        tag=m)
+    paths["/message/event"] = post("Append an event to a stream message (is_stream=1)", obj(
+        {**CHANNEL, "from_uid": {"type": "string"}, "message_id": {"type": "integer"},
+         "client_msg_no": {"type": "string", "minLength": 1, "maxLength": 128},
+         "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+         "event_type": {"type": "string", "minLength": 1, "maxLength": 64}, "event_key": {"type": "string"},
+         "visibility": {"type": "string"}, "occurred_at": {"type": "integer"}, "payload": {}},
+        ["channel_id", "client_msg_no", "event_id", "event_type"]),
+        obj({"status": {"type": "integer"}, "data": {"type": "object"}}), tag=m)
+    paths["/message/eventsync"] = post("The event keys of a stream message (projection)", obj(
+        {**CHANNEL, "from_uid": {"type": "string"}, "client_msg_no": {"type": "string", "minLength": 1},
+         "event_key": {"type": "string"}, "from_msg_event_seq": {"type": "integer", "minimum": 0},
+         "limit": {"type": "integer", "minimum": 0, "maximum": 2000}, "include_private": FLAG01},
+        ["channel_id", "client_msg_no"]), obj({"status": {"type": "integer"}, "data": {"type": "object"}}), tag=m)
+    paths["/user/systemuids_add"] = post("Add system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
+    paths["/user/systemuids_remove"] = post("Remove system accounts", obj({"uids": UIDS}, ["uids"]), STATUS, tag=u)
+    paths["/user/systemuids"] = get("The added system accounts (null when none)", [],
+                                    {"type": "array", "items": {"type": "string"}, "nullable": True}, tag=u)
     v = "conversations"
     conv = obj({"channel_id": {"type": "string"}, "channel_type": {"type": "integer"}, "unread": {"type": "integer"},
                 "timestamp": {"type": "integer"}, "last_msg_seq": {"type": "integer"},

@@ -1,7 +1,9 @@
 """The slot table and the pure rules that recompute it.
 
 A key (channel id, uid) hashes to a slot with ``crc32(key) % slotCount`` (WuKongIM's
-rule). Each slot has a leader, voting replicas (the leader among them), learners
+rule); a CMD shadow channel ``<id>____cmd`` lives in the slot of ``<id>``, so its
+recipients (the original channel's subscribers) are in the same slot state.
+Each slot has a leader, voting replicas (the leader among them), learners
 (replicas still copying data, not counted for the majority) and a term that grows by
 one whenever the slot's leader or its set of voters changes.
 
@@ -29,9 +31,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+CMD_SUFFIX = "____cmd"
+
 
 def slot_of(key: str, slot_count: int) -> int:
-    """WuKongIM's slot rule: crc32 (IEEE) of the UTF-8 key modulo the slot count."""
+    """WuKongIM's slot rule: crc32 (IEEE) of the UTF-8 key modulo the slot count.
+
+    A key ending in ``CMD_SUFFIX`` (a CMD shadow channel) hashes without the suffix.
+    """
+    if key.endswith(CMD_SUFFIX):
+        key = key[: -len(CMD_SUFFIX)]
     return zlib.crc32(key.encode("utf-8")) % slot_count
 
 

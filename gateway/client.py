@@ -103,6 +103,7 @@ class WKClient:
         self.cipher: SessionCipher | None = None
         self.connack: wk.Connack | None = None
         self.messages: gevent.queue.Queue = gevent.queue.Queue()
+        self.events: gevent.queue.Queue = gevent.queue.Queue()  # EVENT packets (message events)
         self.disconnects: list[wk.Disconnect] = []
         self.closed = gevent.event.Event()
         self.bad_msg_keys = 0
@@ -260,6 +261,8 @@ class WKClient:
                 self.messages.put(p)
         elif t == wk.PONG:
             self._pong.set()
+        elif t == wk.EVENT:
+            self.events.put(p)
         elif t == wk.DISCONNECT:
             self.disconnects.append(p)
 

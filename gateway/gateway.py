@@ -7,7 +7,10 @@ login kicks the uid's older connections with the same device flag (DISCONNECT 12
 closed 2 s later), a slave-level login only replaces a connection with the same device
 id. A sweeper closes connections that sent no CONNECT within ``conn.authTimeout``,
 idle ones after ``conn.idleTimeout``, stalled half frames after
-``conn.partialFrameTimeout``, and resends RECVs not acknowledged.
+``conn.partialFrameTimeout``, clients whose oldest unwritten frame is older than
+``conn.outboundMaxDelay``, and resends RECVs not acknowledged. It remembers the
+CMD channel of recent CMD RECVs (by message id) so that a master device's RECVACK with
+the SyncOnce flag can move the uid's CMD read position (``on_sync_once_ack``).
 
 Admission: at most ``conn.maxConnections`` connections per node and
 ``conn.maxConnectionsPerIp`` per client address (refused at accept: closed without a
@@ -15,8 +18,6 @@ byte); every SEND takes a token from its connection's bucket (``limits.connSendR
 and its uid's (``limits.uidSendRate``, counted across nodes through Redis by
 ``coordinator.rate_counts``); the manager uid is exempt. Refusals are counted in
 ``skein_send_rate_limited_total`` and logged once per offender per minute.
-``conn.partialFrameTimeout``, clients whose oldest unwritten frame is older than
-``conn.outboundMaxDelay``, and resends RECVs not acknowledged.
 
 Delivery: the messaging layer hands committed messages to ``deliver_later`` (the
 commit path and the mesh's broadcast loop only enqueue); one delivery greenlet builds
@@ -28,11 +29,13 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import gevent
 import gevent.event
 
+from gateway import jsonrpc
 from gateway import wkproto as wk
 from gateway.admission import KeyedLimiter, LogThrottle, Offence, TokenBucket
 from gateway.ports import DEVICE_LEVEL_MASTER, Authenticator, AuthResult, Delivery, MessageSink, SendRequest
@@ -43,6 +46,7 @@ from mesh.net import wire
 log = logging.getLogger("gateway")
 
 KICK_TEXT = "login in other device"
+CMD_RECVS_MAX = 10000  # recent CMD RECVs remembered for their RECVACK
 
 
 class Gateway:
@@ -56,6 +60,7 @@ class Gateway:
         self.cfg_manager_token = cfg["managerToken"]
         self.cfg_disable_encryption = cfg["disableEncryption"]
         self.cfg_disable_jsonrpc = cfg["disableJSONRPC"]
+        self.cfg_visitors_suffix = cfg["customerService.visitorsSuffix"]
         self.auth_timeout = cfg["conn.authTimeout"]
         self.idle_timeout = cfg["conn.idleTimeout"]
         self.partial_timeout = cfg["conn.partialFrameTimeout"]
@@ -88,6 +93,8 @@ class Gateway:
         self.accepting = True
         self._deliveries: list[tuple[Delivery, Iterable[str], tuple[int, int] | None]] = []
         self._delivery_wake = gevent.event.Event()
+        self.cmd_recvs: OrderedDict[int, tuple[str, int, int]] = OrderedDict()  # mid -> (CMD channel, type, seq)
+        self.on_sync_once_ack: Callable[[str, str, int, int], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -327,6 +334,11 @@ class Gateway:
                 written += 1
         if written:
             self._messages_out.v += written
+            cmd = m.extra.get("cmd") if m.extra else None
+            if cmd is not None:
+                self.cmd_recvs[m.message_id] = (cmd[0], cmd[1], m.message_seq)
+                if len(self.cmd_recvs) > CMD_RECVS_MAX:
+                    self.cmd_recvs.popitem(last=False)
             if m.committed_at:
                 metrics.delivery_latency.observe(max(0.0, now - m.committed_at))
         return written
@@ -342,6 +354,37 @@ class Gateway:
     def count_slow(self, s: Session, limit: str) -> None:
         metrics.gw_rejected.labels("slow_client").inc()
         metrics.gw_slow_clients.labels(limit).inc()
+
+    # ------------------------------------------------------------------ message events
+    def deliver_event(self, uids: Iterable[str], event_id: str, event_type: str, timestamp: int, data: str) -> int:
+        """A message event to the local sessions of ``uids``: EVENT (type 12) to binary v5 connections, the
+        ``event`` notification to JSON-RPC ones; binary connections below v5 (which may not know type 12) get
+        nothing."""
+        written = 0
+        frame = None
+        note = None
+        for uid in uids:
+            for s in self.by_uid.get(uid, ()):
+                if s.state != AUTHED:
+                    continue
+                if s.dialect == "json":
+                    if note is None:
+                        note = jsonrpc.dumps(jsonrpc.notification("event", {"id": event_id, "type": event_type,
+                                                                            "timestamp": timestamp, "data": data}))
+                    s.write_frame(note, text=True)
+                elif s.version >= 5:
+                    if frame is None:
+                        frame = wk.encode(wk.Event(event_id, event_type, timestamp, data.encode()), 5)
+                    s.write_frame(frame)
+                else:
+                    continue
+                written += 1
+        return written
+
+    def sync_once_acked(self, s: Session, message_id: int) -> None:
+        hit = self.cmd_recvs.get(message_id)
+        if hit is not None and self.on_sync_once_ack is not None and s.uid:
+            self.on_sync_once_ack(s.uid, *hit)
 
     def local_sessions(self, uid: str) -> list[Session]:
         return list(self.by_uid.get(uid, ()))

@@ -96,6 +96,7 @@ class SessionHost(Protocol):
     cfg_manager_token: str  # managerToken (the manager uid's token)
     cfg_disable_encryption: bool
     cfg_disable_jsonrpc: bool
+    cfg_visitors_suffix: str  # customerService.visitorsSuffix: uids that connect without a token check
     max_pending_frames: int  # conn.maxPendingFrames: outbound frames queued before a client counts as slow
     out_max_bytes: int  # conn.outboundMaxBytes: outbound bytes queued before a client counts as slow
     out_max_delay: float  # conn.outboundMaxDelay: seconds the oldest queued frame may wait
@@ -145,6 +146,9 @@ class SessionHost(Protocol):
 
     def retry_done(self, s: Session) -> None:
         """``s`` holds no unacknowledged RECV any more."""
+
+    def sync_once_acked(self, s: Session, message_id: int) -> None:
+        """A master device acknowledged a SyncOnce RECV (moves a CMD read position)."""
 
     # metrics
     def metrics_bytes_in(self, s: Session, n: int) -> None: ...

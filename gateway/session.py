@@ -61,7 +61,6 @@ SPECIAL_CHARS = ("@", "#", "&")
 MANAGER_UID = "____manager"
 DISPATCH_BATCH = 256  # packets dispatched before the listener lets other greenlets run (a PING flood)
 REFUSED_PER_READ = 32  # refusals after which dispatch stops and the listener waits before going on
-VISITOR_SUFFIX = "___vstr"
 CLOSE_LINGER = 3.0  # seconds a closed connection's last frames (DISCONNECT) may take to go out
 
 
@@ -213,7 +212,7 @@ class Session:
             if t == wk.SEND:
                 self._on_send(p)
             elif t == wk.RECVACK:
-                self._on_recvack(p.message_id)
+                self._on_recvack(p.message_id, p.flags)
             elif t == wk.PING:
                 self.write_frame(wk.PONG_BYTES)
             elif t == wk.DISCONNECT:
@@ -274,7 +273,8 @@ class Session:
         if uid == MANAGER_UID:
             mt = self.gw.cfg_manager_token
             return wk.REASON_SUCCESS if mt and token == mt else wk.REASON_AUTH_FAIL
-        if not self.gw.cfg_token_auth or uid.endswith(VISITOR_SUFFIX):
+        suffix = self.gw.cfg_visitors_suffix
+        if not self.gw.cfg_token_auth or (suffix and uid.endswith(suffix)):
             return wk.REASON_SUCCESS
         res = self.gw.authenticate(uid, device_flag, token)
         self.device_level = res.device_level
@@ -316,7 +316,9 @@ class Session:
         if received_at:
             self.gw.observe_send_latency(time.monotonic() - received_at)
 
-    def _on_recvack(self, message_id: int) -> None:
+    def _on_recvack(self, message_id: int, flags: int = 0) -> None:
+        if flags & wk.FLAG_SYNC_ONCE and self.device_level == DEVICE_LEVEL_MASTER:
+            self.gw.sync_once_acked(self, message_id)
         retry = self.retry
         if retry and retry.pop(message_id, None) is not None and not retry:
             self.retry = None
@@ -349,7 +351,7 @@ class Session:
             self._json_send(rid, params)
         elif method == "recvack":
             try:
-                self._on_recvack(int(params.get("messageId", 0)))
+                self._on_recvack(int(params.get("messageId", 0)), jsonrpc.header_flags(params.get("header")))
             except (TypeError, ValueError):
                 pass
         elif method == "ping":

@@ -79,7 +79,7 @@ class Node:
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
         from gateway.gateway import Gateway
-        from mesh.im import channels, conversations, history, person_perms, users
+        from mesh.im import channels, cmd, conversations, events, history, person_perms, system_uids, users
         from mesh.im.messages import Messages
         from mesh.im.send_batches import SendBatches
         from mesh.im.webhooks import Webhooks
@@ -91,12 +91,17 @@ class Node:
         person_perms.register(svc)
         channels.register(svc)
         conversations.register(svc)
+        cmd.register(svc)
+        system_uids.register(svc)
+        events.register(svc, self)
         self.recent = history.RecentCache()
         history.register(svc, self.recent)
         self.users = users.Users(self.router)
         self.person_perms = person_perms.PersonPerms(self)
         self.channels = channels.Channels(self)
         self.conversations = conversations.Conversations(self)
+        self.system_uids = system_uids.SystemUids(self)
+        self.cmd = cmd.CmdSync(self)
         self.messages = Messages(self)
         self.webhooks = Webhooks(self)
         self.send_batches = SendBatches(self)
@@ -113,8 +118,10 @@ class Node:
         self.http_limits = HttpSendLimits(self.cfg, self.rate_counts)
         self.add_health_check(self._overload_reasons)
         self.on_stop(self.rate_counts.stop)
+        self.gateway.on_sync_once_ack = lambda uid, sid, ctype, seq: gevent.spawn(self.cmd.read, uid, sid, ctype, seq)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
         self.mesh.subscribe(wire.GW_KICK, self._on_kick)
+        self.mesh.subscribe(wire.EVT_DELIVER, lambda _s, item: self.deliver_event(item))
         self.add_health_check(self.replication.health_reasons)
         self.on_stop(self.gateway.stop)
 
@@ -122,6 +129,11 @@ class Node:
     def _on_commit(self, replica, entry, meta) -> None:
         self.recent.add(replica.slot, entry[3])
         self.messages.on_commit(replica, entry, meta)
+
+    def deliver_event(self, item: list) -> None:
+        """A message event (``evt.deliver``) to this node's sessions of its recipients."""
+        uids, event_id, event_type, ts, data = item
+        self.gateway.deliver_event(uids, event_id, event_type, ts, data)
 
     def _on_online(self, session, online: bool) -> None:
         if online:
@@ -287,6 +299,8 @@ class Node:
         self.replication.start()
         self.controller.start()
         self.gateway.start()
+        self.system_uids.start()
+        self.on_stop(self.system_uids.stop)
         self.presence.start()
         self.rate_counts.start()
         self.webhooks.start()

@@ -227,6 +227,16 @@ KEYS: tuple[Key, ...] = (
         secret=True),
     Key("disableEncryption", parse_bool, False, "Do not negotiate session encryption (for clients that do not encrypt)."),
     Key("disableJSONRPC", parse_bool, False, "Refuse the JSON-RPC dialect on the client ports."),
+    Key("disableCMDMessageSync", parse_bool, False,
+        "Make /message/sync answer [] and /message/syncack do nothing (CMD messages are still stored, "
+        "delivered and their read positions moved by RECVACK), as in WuKongIM."),
+    Key("customerService.visitorsSuffix", parse_str, "___vstr",
+        "Uids ending with this suffix are visitors: they connect without a token check even with tokenAuthOn."),
+    Key("customerService.visitorsOn", parse_bool, False, "Accepted for WuKongIM compatibility; not used (as in WuKongIM)."),
+    Key("agent.webhook.httpAddr", parse_str, "",
+        "When set, msg.notify of agent chats (type 11) goes to this URL instead of webhook.httpAddr "
+        "(which must still be set for msg.notify to be queued), as in WuKongIM."),
+    Key("agent.webhook.maxPushCount", parse_int, 50, "Accepted for WuKongIM compatibility; not used (as in WuKongIM)."),
     Key("whitelistOffOfPerson", parse_bool, True,
         "Ignore users' allow lists for person chats (WuKongIM's default); false enforces them (reason 13)."),
     Key("conn.authTimeout", parse_duration, 4.0, "A new connection must send CONNECT within this time."),

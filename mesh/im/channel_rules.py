@@ -20,6 +20,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
+from coordinator.slot_table import CMD_SUFFIX
 from gateway import wkproto as wk
 
 PERSON, GROUP, CUSTOMER_SERVICE, COMMUNITY, COMMUNITY_TOPIC, INFO, DATA, TEMP, LIVE, VISITORS, AGENT, AGENT_GROUP = \
@@ -59,10 +60,66 @@ def person_pair(fake_id: str) -> list[str]:
     return [a] if not b or a == b else [a, b]
 
 
+def fnv1a64(text: str) -> int:
+    """FNV-1a, 64 bits, of the UTF-8 text (WuKongIM's ``HashWithString``)."""
+    h = 0xCBF29CE484222325
+    for b in text.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def subscribers_cmd_channel(uids: list[str]) -> str:
+    """The temp CMD channel of a ``/message/send`` to ``subscribers``: FNV-1a-64 of the uids in request order."""
+    return f"{fnv1a64(','.join(uids))}{CMD_SUFFIX}"
+
+
+def is_cmd(channel_id: str) -> bool:
+    """A CMD shadow channel (``<storage id>____cmd``)?"""
+    return channel_id.endswith(CMD_SUFFIX)
+
+
+def cmd_base(channel_id: str) -> str:
+    """The id without the CMD suffix (unchanged when there is none)."""
+    return channel_id[: -len(CMD_SUFFIX)] if channel_id.endswith(CMD_SUFFIX) else channel_id
+
+
+def cmd_channel(channel_id: str) -> str:
+    """The CMD shadow of ``channel_id`` (the suffix is never doubled)."""
+    return channel_id if channel_id.endswith(CMD_SUFFIX) else channel_id + CMD_SUFFIX
+
+
+def agent_channel_id(from_uid: str, channel_id: str) -> str:
+    """The stored id of an agent chat (type 11): ``<user>@<agent>``.
+
+    A client addresses the agent's uid and the chat is ``<sender>@<agent>``, as in
+    WuKongIM; an id that already holds ``@`` is the stored id itself (how the agent, or
+    an HTTP send, replies into a user's chat: Skein's addition).
+    """
+    return channel_id if "@" in channel_id else f"{from_uid}@{channel_id}"
+
+
+def visitor_of(channel_type: int, channel_id: str) -> str:
+    """The visitor uid of a visitors (10) or customer-service (3) channel, else ""."""
+    if channel_type == VISITORS:
+        return channel_id
+    if channel_type == CUSTOMER_SERVICE and "|" in channel_id:
+        return channel_id.partition("|")[0]
+    return ""
+
+
 def storage_id(channel_type: int, channel_id: str, from_uid: str) -> str:
-    """Where a message addressed to ``channel_id`` by ``from_uid`` is stored."""
+    """Where a message addressed to ``channel_id`` by ``from_uid`` is stored.
+
+    A person chat is stored under its fake id, an agent chat under ``<user>@<agent>``;
+    a CMD address (``<id>____cmd``, what ``/message/send`` with ``sync_once`` makes)
+    under the shadow of the stored id (``b@a____cmd`` for a person chat).
+    """
+    if channel_id.endswith(CMD_SUFFIX) and channel_type in (PERSON, AGENT):
+        return storage_id(channel_type, cmd_base(channel_id), from_uid) + CMD_SUFFIX
     if channel_type == PERSON:
         return fake_channel_id(from_uid, channel_id)
+    if channel_type == AGENT:
+        return agent_channel_id(from_uid, channel_id)
     return channel_id
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 
+from mesh.im.events import event_meta
 from mesh.net import wire
-from mesh.storage.entries import KIND_MSG, M_SEQ
+from mesh.storage.entries import KIND_MSG, M_CMN, M_SEQ, M_SETTING
+
+STREAM = 0x02  # Setting.Stream
 
 log = logging.getLogger("mesh.im.history")
 
@@ -99,7 +102,13 @@ def register(service, cache: RecentCache) -> None:
     def msg_sync(svc, slot: int, a: dict) -> dict:
         last, exists = last_seq(svc, slot, a["id"], a["type"])
         lo, hi = sync_range(a["start"], a["end"], a["limit"], a["pull_mode"], last)
-        return {"messages": load(svc, slot, a["id"], a["type"], lo, hi), "exists": exists or last > 0}
+        msgs = load(svc, slot, a["id"], a["type"], lo, hi)
+        out = {"messages": msgs, "exists": exists or last > 0}
+        streams = [m[M_CMN] for m in msgs if m[M_SETTING] & STREAM and m[M_CMN]]
+        if streams:  # event_meta of stream messages (mesh.im.events)
+            events = svc.state(slot).events
+            out["event_meta"] = {cmn: event_meta(events.get((a["id"], a["type"], cmn)), cmn) for cmn in streams}
+        return out
 
     def msg_max_seq(svc, slot: int, a: dict) -> dict:
         last, exists = last_seq(svc, slot, a["id"], a["type"])

@@ -33,15 +33,20 @@ from gateway import wkproto as wk
 from gateway.ports import Delivery, SendRequest, SendResult
 from mesh.base import metrics
 from mesh.im.channel_rules import (
+    AGENT,
+    CUSTOMER_SERVICE,
     PERSON,
     SYSTEM_DEVICE,
     SYSTEM_UID,
     TEMP,
     ChannelView,
     check_send,
+    cmd_base,
+    is_cmd,
     person_pair,
     person_peer,
     storage_id,
+    visitor_of,
 )
 from mesh.im.sequencer import Sequencer
 from mesh.im.snowflake import Snowflake
@@ -261,15 +266,18 @@ class Messages:
          system, temp_subs) = it
         sid = storage_id(ctype, channel_id, from_uid)
         state = r.state
-        ch = state.channel(sid, ctype)
+        cmd = is_cmd(sid) and ctype != TEMP
+        ch = state.channel(cmd_base(sid) if cmd else sid, ctype)
         view = None
         if ch is not None:
-            view = ChannelView(ch.exists, ch.flag("ban"), ch.flag("disband"), ch.subscribers, ch.deny, ch.allow)
+            # a CMD channel: the original's lists; its ban and disband are not looked at (as in WuKongIM)
+            view = ChannelView(ch.exists, 0 if cmd else ch.flag("ban"), 0 if cmd else ch.flag("disband"),
+                               ch.subscribers, ch.deny, ch.allow)
         if ctype == TEMP and temp_subs is not None:
             view = ChannelView(True, 0, 0, frozenset(temp_subs) | {from_uid})
-        reason = check_send(ctype, channel_id, from_uid, view, perms.get(from_uid),
+        reason = check_send(ctype, cmd_base(sid if ctype == AGENT else channel_id), from_uid, view, perms.get(from_uid),
                             perms.get(channel_id) if ctype == PERSON else None, system=system,
-                            person_whitelist=self.person_whitelist)
+                            person_whitelist=self.person_whitelist, system_uids=self.node.system_uids.current)
         if reason != wk.REASON_SUCCESS:
             metrics.messages_refused.labels(str(reason)).inc()
             return [reason, 0, 0]
@@ -323,20 +331,29 @@ class Messages:
         recipients = self._recipients(r, data, temp_subs)
         self._publish(data, recipients, exclude, r.slot, entry[0])
         ctype = data[M_CTYPE]
-        if ctype == PERSON:
-            self._ensure_person_convs(r, data)
+        if is_cmd(data[M_CHANNEL]):
+            self.node.cmd.committed(r, data)  # CMD rows, never chat conversations
+        elif ctype == PERSON:
+            self._ensure_convs(r, data, person_pair(data[M_CHANNEL]))
+        elif ctype == CUSTOMER_SERVICE and data[M_SEQ] == 1:
+            self._ensure_convs(r, data, recipients)  # as in WuKongIM: with the first message only
         hooks = self.node.webhooks
         if hooks is not None:
             hooks.message_committed(data, recipients)
 
     def _recipients(self, r: SlotReplica, data: list, temp_subs) -> list[str]:
         ctype = data[M_CTYPE]
-        if ctype == PERSON:
-            return person_pair(data[M_CHANNEL])
+        sid = data[M_CHANNEL]
+        if ctype in (PERSON, AGENT):
+            return [u for u in person_pair(cmd_base(sid)) if u != SYSTEM_UID]
         if temp_subs:
             return sorted(set(temp_subs) | {data[M_FROM]})
-        ch = r.state.channel(data[M_CHANNEL], ctype)
-        return list(ch.subscribers) if ch is not None else [data[M_FROM]]
+        base = cmd_base(sid) if ctype != TEMP else sid
+        ch = r.state.channel(base, ctype)
+        visitor = visitor_of(ctype, base)
+        if visitor:  # visitors and customer-service channels: the subscribers and the visitor
+            return [u for u in (ch.subscribers if ch is not None else set()) | {visitor} if u != SYSTEM_UID]
+        return [u for u in ch.subscribers if u != SYSTEM_UID] if ch is not None else [data[M_FROM]]
 
     def _publish(self, data: list, recipients: list[str], exclude, slot: int, idx: int) -> None:
         """Deliver to this node's sessions now; to the other nodes in one broadcast per hub turn."""
@@ -381,15 +398,26 @@ class Messages:
         if idx > self.delivered.get(slot, 0):
             self.delivered[slot] = idx
         sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, body = data
-        addressed = person_peer(sid, from_uid) if ctype == PERSON else sid
-        d = Delivery(mid, seq, cmn, from_uid, addressed, ctype, ts, body, flags, setting, expire, topic or "",
+        cmd = is_cmd(sid) and ctype != TEMP
+        base = cmd_base(sid) if cmd else sid
+        if ctype == PERSON:
+            addressed = person_peer(base, from_uid)
+        elif ctype == AGENT:
+            addressed = base.partition("@")[2] or base  # the agent's uid, for both sides (as in WuKongIM)
+        else:
+            addressed = base
+        shown = "" if from_uid == SYSTEM_UID else from_uid  # WuKongIM shows the system uid as ""
+        d = Delivery(mid, seq, cmn, shown, addressed, ctype, ts, body, flags, setting, expire, topic or "",
                      committed_at)
+        if cmd and seq:
+            d.extra = {"cmd": (sid, ctype)}  # a master device's RECVACK moves the CMD read position
         self.node.gateway.deliver_later(d, recipients, tuple(exclude) if exclude else None)
 
-    def _ensure_person_convs(self, r: SlotReplica, data: list) -> None:
+    def _ensure_convs(self, r: SlotReplica, data: list, uids: list[str]) -> None:
+        """Create the missing conversation rows of ``uids`` (person chats, customer service)."""
         sid, ctype = data[M_CHANNEL], data[M_CTYPE]
         ch = r.state.channel(sid, ctype)
-        missing = [u for u in person_pair(sid) if ch is None or u not in ch.convs]
+        missing = [u for u in uids if ch is None or u not in ch.convs]
         key = (sid, ctype)
         if not missing or key in self._conv_inflight:
             return
@@ -417,7 +445,10 @@ def message_resp(data: list, for_uid: str | None = None) -> dict:
     import base64
 
     sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload = data
-    cid = person_peer(sid, from_uid) if ctype == PERSON else sid
+    if ctype == PERSON and is_cmd(sid):
+        cid = sid.rpartition("@")[2]  # WuKongIM's MessageResp quirk: "<second uid>____cmd"
+    else:
+        cid = person_peer(sid, from_uid) if ctype == PERSON else sid
     resp = {"header": {"no_persist": flags & 1, "red_dot": (flags >> 1) & 1, "sync_once": (flags >> 2) & 1},
             "setting": setting, "message_id": mid, "message_idstr": str(mid), "client_msg_no": cmn,
             "message_seq": seq, "from_uid": "" if from_uid == SYSTEM_UID else from_uid, "channel_id": cid,

@@ -6,6 +6,12 @@ replicas that applied the same entries hold the same state:
 * OP entries ``[op, args]``: users and devices (token and level per device flag),
   channel info (ban, disband, send_ban, large, allow_stranger), subscribers, deny and
   allow lists, and the conversations of the slot's users (read and deleted positions);
+* CMD rows of the slot's users: the read position in each CMD channel (``<id>____cmd``)
+  and the window the last ``/message/sync`` handed out (replicated, unlike WuKongIM's
+  node-local memory, so a leader change or a second device loses neither);
+* the added system uids (in the slot of the key ``____system``);
+* message events: per (channel, type, client_msg_no) one state row per event key and
+  the message's event seq (``mesh.im.events``);
 * MSG entries: a message of one channel; applying it advances the channel's last
   sequence number and remembers (channel, from_uid, client_msg_no) for deduplication.
 
@@ -152,6 +158,10 @@ class SlotState:
         self.channels: dict[tuple[str, int], Channel] = {}
         self.convs: dict[str, dict[tuple[str, int], Conv]] = {}  # uid -> (channel id, type) -> Conv
         self.dedupe = Dedupe()
+        self.cmd: dict[str, dict[tuple[str, int], int]] = {}  # uid -> (CMD channel, type) -> read seq
+        self.cmd_synced: dict[str, list[list]] = {}  # uid -> [[CMD channel, type, seq]] of the last sync
+        self.system_uids: set[str] = set()
+        self.events: dict[tuple[str, int, str], dict] = {}  # (channel, type, client_msg_no) -> {"seq", "keys"}
         self.applied = 0  # index of the last applied entry
 
     # ------------------------------------------------------------------ reads
@@ -300,6 +310,58 @@ class SlotState:
             conv.updated_at = now
         return changed
 
+    # ---- CMD rows (in the user's slot)
+    def _cmd_ensure(self, a: dict) -> int:
+        """Insert-if-absent the CMD rows ``[[uid, read seq]]`` of one CMD channel; the count created."""
+        key = (a["id"], int(a["type"]))
+        n = 0
+        for uid, read in a["rows"]:
+            rows = self.cmd.setdefault(uid, {})
+            if key not in rows:
+                rows[key] = int(read)
+                n += 1
+        return n
+
+    def _cmd_read(self, a: dict) -> bool:
+        """Raise one existing row's read position (a master device's RECVACK)."""
+        rows = self.cmd.get(a["uid"])
+        key = (a["id"], int(a["type"]))
+        if rows is None or key not in rows or rows[key] >= int(a["seq"]):
+            return False
+        rows[key] = int(a["seq"])
+        return True
+
+    def _cmd_synced(self, a: dict) -> None:
+        if a["record"]:
+            self.cmd_synced[a["uid"]] = [list(r) for r in a["record"]]
+        else:
+            self.cmd_synced.pop(a["uid"], None)
+
+    def _cmd_ack(self, a: dict) -> int:
+        """Apply (and clear) the window of the uid's last sync to its existing rows; rows moved."""
+        record = self.cmd_synced.pop(a["uid"], None) or []
+        rows = self.cmd.get(a["uid"], {})
+        n = 0
+        for cid, ctype, seq in record:
+            key = (cid, int(ctype))
+            if key in rows and rows[key] < int(seq):
+                rows[key] = int(seq)
+                n += 1
+        return n
+
+    # ---- system uids (in the slot of ``____system``)
+    def _sysuid(self, a: dict) -> list:
+        """[log index of this change, every stored system uid]."""
+        self.system_uids.update(a.get("add", ()))
+        self.system_uids.difference_update(a.get("remove", ()))
+        return [self.applied, sorted(self.system_uids)]
+
+    # ---- message events (in the channel's slot)
+    def _event(self, a: dict) -> list:
+        from mesh.im.events import apply_event
+
+        return apply_event(self.events.setdefault((a["id"], int(a["type"]), a["cmn"]), {"seq": 0, "keys": {}}), a)
+
     # ------------------------------------------------------------------ snapshots
     def to_snapshot(self) -> dict:
         return {
@@ -307,6 +369,10 @@ class SlotState:
             "channels": [[k[0], k[1], c.to_snap()] for k, c in self.channels.items()],
             "convs": {uid: [[k[0], k[1], cv.to_snap()] for k, cv in d.items()] for uid, d in self.convs.items()},
             "dedupe": self.dedupe.to_snap(),
+            "cmd": {uid: [[k[0], k[1], v] for k, v in d.items()] for uid, d in self.cmd.items()},
+            "cmd_synced": self.cmd_synced,
+            "system_uids": sorted(self.system_uids),
+            "events": [[k[0], k[1], k[2], v] for k, v in self.events.items()],
             "applied": self.applied,
         }
 
@@ -319,6 +385,10 @@ class SlotState:
         for uid, items in snap.get("convs", {}).items():
             s.convs[uid] = {(cid, int(ctype)): Conv(*v) for cid, ctype, v in items}
         s.dedupe = Dedupe.from_snap(snap.get("dedupe", []))
+        s.cmd = {uid: {(cid, int(ctype)): int(v) for cid, ctype, v in items} for uid, items in snap.get("cmd", {}).items()}
+        s.cmd_synced = {uid: [list(r) for r in rec] for uid, rec in snap.get("cmd_synced", {}).items()}
+        s.system_uids = set(snap.get("system_uids", []))
+        s.events = {(cid, int(ctype), cmn): v for cid, ctype, cmn, v in snap.get("events", [])}
         s.applied = int(snap.get("applied", 0))
         return s
 
@@ -334,6 +404,12 @@ _OPS = {
     wire.OP_CONV_ENSURE: SlotState._conv_ensure,
     wire.OP_CONV_REMOVE: SlotState._conv_remove,
     wire.OP_CONV_SET: SlotState._conv_set,
+    wire.OP_CMD_ENSURE: SlotState._cmd_ensure,
+    wire.OP_CMD_READ: SlotState._cmd_read,
+    wire.OP_CMD_SYNCED: SlotState._cmd_synced,
+    wire.OP_CMD_ACK: SlotState._cmd_ack,
+    wire.OP_SYSUID: SlotState._sysuid,
+    wire.OP_EVENT: SlotState._event,
 }
 
 __all__ = ["Channel", "Conv", "SlotState", "INFO_FIELDS", "M_CHANNEL", "M_CTYPE", "M_MID"]

@@ -8,7 +8,9 @@ had taken are claimed by the others after ``CLAIM_IDLE`` seconds, so a node's de
 loses none. A POST goes to ``{webhook.httpAddr}?event=<name>`` with the bare body
 (``msg.notify``: an array of up to ``msgNotifyEventCountPerPush`` MessageResp;
 ``user.onlinestatus``: an array of ``uid-flag-online-conn-flagCount-total`` strings;
-``msg.offline``: one MessageResp plus ``to_uids`` and ``source_id``) and counts as
+``msg.offline``: one MessageResp plus ``to_uids`` and ``source_id``; ``msg.notify`` of
+agent chats (type 11) goes to ``agent.webhook.httpAddr`` instead when that is set, and
+agent chats never get ``msg.offline``, as in WuKongIM) and counts as
 delivered only on HTTP 200. Failures are retried with exponential backoff up to
 ``msgNotifyEventRetryMaxCount`` attempts, then moved to ``...:webhook:dead`` with a
 log line.
@@ -33,7 +35,7 @@ import redis
 import requests
 
 from mesh.base import metrics
-from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
+from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, person_peer
 from mesh.im.messages import message_resp
 from mesh.storage.entries import M_CHANNEL, M_CTYPE, M_FLAGS, M_FROM
 
@@ -45,6 +47,7 @@ MAX_STREAM = 1_000_000
 LOCAL_QUEUE_MAX = 100_000  # events (and messages waiting for presence) kept here while Redis is down
 OFFLINE_WAIT_MAX = 10.0  # seconds a message's msg.offline may wait for every live node's presence
 QUEUE_BATCH = 1000  # events per XADD pipeline
+AGENT_NOTIFY = "agent:msg.notify"  # stream name of msg.notify for agent.webhook.httpAddr
 
 
 class Webhooks:
@@ -52,6 +55,7 @@ class Webhooks:
         cfg = node.cfg
         self.node = node
         self.url = cfg["webhook.httpAddr"]
+        self.agent_url = cfg["agent.webhook.httpAddr"]
         self.focus = set(cfg["webhook.focusEvents"])
         self.batch = cfg["webhook.msgNotifyEventCountPerPush"]
         self.interval = cfg["webhook.msgNotifyEventPushInterval"]
@@ -151,10 +155,12 @@ class Webhooks:
         now = time.monotonic()
         for data, _recipients in msgs:
             if self.wants("msg.notify") and not data[M_FLAGS] & 0x01:
-                self._pending.append(("msg.notify", json.dumps(message_resp(data))))
+                agent = self.agent_url and data[M_CTYPE] == AGENT
+                self._pending.append((AGENT_NOTIFY if agent else "msg.notify", json.dumps(message_resp(data))))
         if not self.wants("msg.offline"):
             return out
-        self._held.extend((now, data, recipients) for data, recipients in msgs)
+        # WuKongIM never sends msg.offline for agent chats
+        self._held.extend((now, data, recipients) for data, recipients in msgs if data[M_CTYPE] != AGENT)
         if not self._held:
             return out
         uids = {u for _t, _d, rcpts in self._held for u in rcpts}
@@ -226,10 +232,10 @@ class Webhooks:
             name = fields.get(b"event", b"").decode()
             by_event.setdefault(name, []).append((eid, fields.get(b"body", b"")))
         for name, items in by_event.items():
-            if name in ("msg.notify", "user.onlinestatus"):
+            if name in ("msg.notify", AGENT_NOTIFY, "user.onlinestatus"):
                 for i in range(0, len(items), self.batch):
                     chunk = items[i:i + self.batch]
-                    if name == "msg.notify":
+                    if name != "user.onlinestatus":
                         body = "[" + ",".join(b.decode() for _e, b in chunk) + "]"
                     else:
                         body = json.dumps([b.decode() for _e, b in chunk])
@@ -240,9 +246,12 @@ class Webhooks:
 
     def _post_and_ack(self, r, event: str, body: str, ids: list) -> None:
         delay = 0.2
+        url = self.url
+        if event == AGENT_NOTIFY:
+            url, event = self.agent_url or self.url, "msg.notify"
         for attempt in range(1, self.max_attempts + 1):
             try:
-                resp = self.http.post(self.url, params={"event": event}, data=body.encode(),
+                resp = self.http.post(url, params={"event": event}, data=body.encode(),
                                       headers={"Content-Type": "application/json"}, timeout=self.timeout)
                 if resp.status_code == 200:
                     metrics.webhook_sent.labels(event).inc()

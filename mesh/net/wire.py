@@ -38,6 +38,8 @@ MSG_SEND = "msg.send"  # list of origin-batched send items -> list of results
 MSG_DELIVER = "msg.deliver"  # topic: one delivery
 MSG_DELIVER_MANY = "msg.deliver_many"  # topic: a list of deliveries
 PERM_INVALIDATE = "perm.invalidate"  # list[uid] -> None (drop cached person flags)
+SYSUID_CHANGED = "sysuid.changed"  # topic: [log index, every stored system uid]
+EVT_DELIVER = "evt.deliver"  # topic: [recipients, event id, event type, timestamp, data JSON text]
 
 # ---------------------------------------------------------------- gateway (topics, mesh methods)
 GW_LOGIN = "gw.login"  # topic: a login that may kick other devices (see Gateway.apply_login)
@@ -67,6 +69,17 @@ MSG_MAX_SEQ = "msg.max_seq"
 MSG_LOOKUP = "msg.lookup"
 MSG_SUMMARIES = "msg.summaries"
 PERM_PERSON = "perm.person"
+CMD_ROWS = "cmd.rows"  # on the CMD channel's slot: make the recipients' CMD rows
+CMD_ENSURE = "cmd.ensure"  # on a uid slot: insert-if-absent CMD rows
+CMD_LIST = "cmd.list"  # on the uid's slot: the uid's CMD rows
+CMD_SYNCED = "cmd.synced"  # on the uid's slot: remember what /message/sync handed out
+CMD_ACK = "cmd.ack"  # on the uid's slot: /message/syncack
+CMD_READ = "cmd.read"  # on the uid's slot: a master device's RECVACK of a CMD
+SYSUID_ADD = "sysuid.add"  # on the system-uid key's slot
+SYSUID_REMOVE = "sysuid.remove"
+SYSUID_LIST = "sysuid.list"
+EVT_APPEND = "evt.append"  # on the message's channel slot: /message/event
+EVT_SYNC = "evt.sync"  # on the message's channel slot: /message/eventsync
 
 
 # ---------------------------------------------------------------- positional payloads
@@ -137,3 +150,9 @@ OP_CHANNEL_CONV_FORGET = "channel.conv_forget"
 OP_CONV_ENSURE = "conv.ensure"
 OP_CONV_REMOVE = "conv.remove"
 OP_CONV_SET = "conv.set"
+OP_CMD_ENSURE = "cmd.ensure"
+OP_CMD_READ = "cmd.read"
+OP_CMD_SYNCED = "cmd.synced"
+OP_CMD_ACK = "cmd.ack"
+OP_SYSUID = "sysuid"
+OP_EVENT = "event"

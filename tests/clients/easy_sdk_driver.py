@@ -10,6 +10,7 @@ JSON lines on stdin, events leave as JSON lines on stdout:
                                                    -> {"event": "sendack", "result": {...}} / "send_error"
   {"cmd": "exit"}
   every received message                          -> {"event": "message", "message": {...}}
+  every received message event (JSON-RPC "event")  -> {"event": "customevent", "params": {...}}
 
 Usage: python easy_sdk_driver.py --url ws://127.0.0.1:5200 --uid u1 --token t1 [--device-flag 2]
 """
@@ -38,6 +39,7 @@ async def main() -> None:
     client = WKIM(args.url, AuthOptions(uid=args.uid, token=args.token, device_flag=args.device_flag),
                   WKIMOptions(connect_timeout=5, request_timeout=10, max_reconnect_attempts=0))
     client.on(WKIMEvent.MESSAGE, lambda m: emit({"event": "message", "message": m}))
+    client.on(WKIMEvent.CUSTOM_EVENT, lambda e: emit({"event": "customevent", "params": e}))
     client.on(WKIMEvent.DISCONNECT, lambda d: emit({"event": "disconnect", "info": d}))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
