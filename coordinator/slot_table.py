@@ -138,10 +138,12 @@ def stuck_slots(table: SlotTable, status: Mapping[int, SlotStatus], seen: dict[i
                 now: float, live: Iterable[int], bound: float = STUCK_AFTER) -> set[int]:
     """Slots whose live leader has not served for longer than ``bound``: to be moved.
 
-    ``seen[slot]`` = (term, leader, since): when this (term, leader) was first seen not
-    ready; the caller keeps it between rounds (this function updates it). A leader that
-    reports itself stuck (not ready or without a majority's answers for its own bound,
-    or named at a term it may not lead) counts at once.
+    ``seen[slot]`` = (term, leader, since): when this (term, leader) was first seen
+    without a report; the caller keeps it between rounds (this function updates it). A
+    leader that reports itself stuck (not ready without progress, or without a
+    majority's answers, for its own bound, or named at a term it may not lead) counts
+    at once; one that reports itself not stuck is trusted (its recovery may take long
+    on a big log); one that reports nothing for ``bound`` seconds is stuck.
     """
     live_set = set(live)
     out: set[int] = set()
@@ -154,7 +156,7 @@ def stuck_slots(table: SlotTable, status: Mapping[int, SlotStatus], seen: dict[i
         if current and st.stuck:
             out.add(s.id)
             continue
-        if current and st.ready:
+        if current:
             seen.pop(s.id, None)
             continue
         first = seen.get(s.id)

@@ -18,8 +18,9 @@ it durably and it belongs to the current term (or precedes such an entry).
 Rules that close known holes:
 
 * recovery that stalls (lost promise, failed fetch) starts a new round after
-  ``RECOVERY_TIMEOUT``; a leader not ready, or without a majority's answers, for
-  ``STUCK_AFTER`` seconds says so (``stuck``) and the controller moves the slot;
+  ``RECOVERY_TIMEOUT`` (``FETCH_TIMEOUT`` per fetched batch); a leader not ready and
+  making no recovery progress, or without a majority's answers, for ``STUCK_AFTER``
+  seconds says so (``stuck``) and the controller moves the slot;
 * every committed entry is handed to the applier exactly once, in index order;
 * a node never leads twice at the same term (``HardState.led``): after stepping
   down it may have sent entries it never made durable, so leading again at that
@@ -41,8 +42,9 @@ KIND_NOOP = 0  # the store's entry kinds (mesh.storage.store.KIND_*)
 BATCH = 1000  # entries per append request
 FETCH_BATCH = 5000  # entries per recovery fetch
 IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync
-RECOVERY_TIMEOUT = 2.0  # seconds a recovery round may wait for promises or a fetch
-STUCK_AFTER = 5.0  # seconds not ready, or without a majority's answers, before a leader reports stuck
+RECOVERY_TIMEOUT = 2.0  # seconds a recovery round may wait for promises
+FETCH_TIMEOUT = 10.0  # seconds a recovery round may wait for one batch of fetched entries
+STUCK_AFTER = 5.0  # seconds not ready without progress, or without a majority's answers, before "stuck"
 
 
 class NotLeader(Exception):
@@ -100,6 +102,7 @@ class SlotCore:
         self.leader_commit_seen = 0
         self.now = 0.0
         self.led_since = 0.0
+        self.progress_at = 0.0  # leader: last recovery progress (promises collected, entries fetched)
         self.stuck = False
         self.refused_term = 0  # a term the table names us leader at that we must not lead
         # recovery
@@ -188,7 +191,7 @@ class SlotCore:
         self.ready = False
         self.stuck = False
         self.refused_term = 0
-        self.led_since = self.now
+        self.led_since = self.progress_at = self.now
         self.match = {}
         self.next_index = {}
         self.last_ack = {}
@@ -231,7 +234,7 @@ class SlotCore:
         if self.phase in ("prepare", "fetch") and now >= self.round_deadline:
             self.rounds_failed += 1
             self._start_round()
-        stuck = (not self.ready and now - self.led_since > STUCK_AFTER) or not self._has_quorum_contact()
+        stuck = (not self.ready and now - self.progress_at > STUCK_AFTER) or not self._has_quorum_contact()
         if stuck != self.stuck:
             self.stuck = stuck
             self._status()
@@ -275,11 +278,12 @@ class SlotCore:
         if self.node_id not in voters or len(self.promises) < len(voters) // 2 + 1:
             return
         best_node, best = max(self.promises.items(), key=lambda kv: (kv[1]["last_term"], kv[1]["last_index"]))
+        self.progress_at = self.now
         if (best["last_term"], best["last_index"]) > (self.log.last_term, self.log.last_index):
             self.phase = "fetch"
             self.fetch_from = best_node
             self.fetch_upto = best["last_index"]
-            self.round_deadline = self.now + RECOVERY_TIMEOUT
+            self.round_deadline = self.now + FETCH_TIMEOUT
             self._send_fetch(self.commit_index + 1)
         else:
             self._append_barrier()
@@ -301,10 +305,11 @@ class SlotCore:
             self.recovery_failed()
             return
         self.durable_index = self.log.last_index
+        self.progress_at = self.now
         if self.log.last_index >= self.fetch_upto:
             self._append_barrier()
         else:
-            self.round_deadline = self.now + RECOVERY_TIMEOUT
+            self.round_deadline = self.now + FETCH_TIMEOUT
             self._send_fetch(entries[-1][0] + 1)
 
     def _append_barrier(self) -> None:

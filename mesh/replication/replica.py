@@ -222,7 +222,6 @@ class SlotReplica:
             self._step(self.core.tick, time.monotonic())
             if self.core.unflushed:
                 self._wake_writer()
-            self._send_event.set()
 
     # ------------------------------------------------------------------ roles
     def set_config(self, voters: list[int], learners: list[int]) -> None:

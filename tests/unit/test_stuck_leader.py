@@ -13,11 +13,13 @@ def table(leader=1, term=3):
 READY1 = {1: SlotStatus(term=1, leader=2, ready=True, in_sync=frozenset({1, 2, 3}))}
 
 
-def test_a_leader_never_ready_is_stuck_after_the_bound():
+def test_a_leader_that_never_reports_is_stuck_after_the_bound():
     t, seen = table(), {}
     assert stuck_slots(t, READY1, seen, 100.0, {1, 2, 3}) == set()
     assert stuck_slots(t, READY1, seen, 100.0 + STUCK_AFTER / 2, {1, 2, 3}) == set()
     assert stuck_slots(t, READY1, seen, 100.0 + STUCK_AFTER + 0.1, {1, 2, 3}) == {0}
+    recovering = {**READY1, 0: SlotStatus(term=3, leader=1, ready=False)}  # reports progress: trusted
+    assert stuck_slots(t, recovering, seen, 200.0, {1, 2, 3}) == set()
 
 
 def test_a_ready_leader_is_not_stuck_and_a_self_reported_stuck_one_is_at_once():
