@@ -185,6 +185,8 @@ class SlotCore:
             self.role = FOLLOWER
             self.leader_id = 0
             return False
+        if self.role == LEADER:
+            self.step_down(f"leading term {term}")  # entries of the old term not durable here go
         self._set_hard(term=term, led=term)  # durable before any prepare or append leaves
         self.role = LEADER
         self.leader_id = self.node_id

@@ -185,8 +185,8 @@ class SlotReplica:
         hard = rd.hard or self._hard_unsaved
         try:
             if hard is not None:
-                self._hard_unsaved = self.core.hard
-                self.store.save_hard_state(self.slot, self.core.hard.term, self.core.hard.led)
+                self._hard_unsaved = hard  # kept for a retry if this write fails
+                self.store.save_hard_state(self.slot, hard.term, hard.led)
                 self._hard_unsaved = None
             if rd.cut is not None:
                 log.warning("slot %d: discarding %d unacknowledged entr%s after %d (not on the leader's log)",

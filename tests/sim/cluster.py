@@ -41,6 +41,9 @@ CONTROLLER_EVERY = 0.5
 FAULT_TIME = 12.0
 SETTLE_BOUND = 20.0  # simulated seconds after the faults stop within which a ready leader must commit
 KIND_NOOP, KIND_MSG = 0, 1
+FAULTS = ("crash", "crash", "crash", "crash_leader_mid_write", "pause", "drop", "dup", "delay", "delay",
+          "partition", "etcd", "controller", "stale_leader", "fsync",
+          "stale")  # drawn uniformly: crashes and long delays are the likeliest
 
 
 @dataclass
@@ -98,12 +101,13 @@ class Node:
         self.core.now = self.sim.now
         self.inflight: dict[int, float] = {}
         self.writing = False
+        self.crash_at_write = 0.0  # > 0: crash instead of the next local write, restart after that long
         self.apply_q: list[tuple] = []
         self.applying = False
         self.applied = 0
         self.waiters: dict[int, Any] = {}
         self.leading = 0
-        self.hard_unsaved = False
+        self.hard_unsaved: HardState | None = None
         if self.view is not None:
             self.core.set_config(self.view.slots[SLOT].replicas, self.view.slots[SLOT].learners)
 
@@ -180,11 +184,12 @@ class Sim:
         result = fn(*args)
         rd = core.take_ready()
         try:
-            if rd.hard is not None or node.hard_unsaved:
-                node.hard_unsaved = True
+            hard = rd.hard or node.hard_unsaved
+            if hard:
+                node.hard_unsaved = hard  # kept for a retry if this write fails
                 self._fsync(node)
-                node.disk.hard = core.hard
-                node.hard_unsaved = False
+                node.disk.hard = hard
+                node.hard_unsaved = None
             if rd.cut is not None or rd.persist:
                 self._fsync(node)
                 if rd.cut is not None:
@@ -234,7 +239,7 @@ class Sim:
             return
         if core.unflushed and not node.writing:
             node.writing = True
-            self.at(self.now + self.rng.uniform(0.0005, 0.004), self._write, node.id, node.incarnation)
+            self.at(self.now + self.rng.uniform(0.001, 0.03), self._write, node.id, node.incarnation)
         self._pump(node, False)
 
     def _pump(self, node: Node, heartbeat: bool) -> None:
@@ -258,6 +263,11 @@ class Sim:
             self.at(node.paused_until, self._write, nid, inc)
             return
         node.writing = False
+        if node.crash_at_write:
+            # kill -9 after the entries went to the followers, before they were durable here
+            self.trace(f"n{nid} crashes before writing {len(node.core.unflushed)} entries it sent")
+            self.crash(nid, node.crash_at_write)
+            return
         core = node.core
         batch = core.take_unflushed()
         if not batch or core.role != LEADER:
@@ -380,13 +390,15 @@ class Sim:
         if new.version != self.table.version:
             self.set_table(new, "controller")
 
-    def set_table(self, new: SlotTable, why: str) -> None:
+    def set_table(self, new: SlotTable, why: str, slow: int = 0, slow_for: float = 0.0) -> None:
+        """Publish a table; each node sees it a little later (``slow`` much later)."""
         self.table = new
         s = new.slots[SLOT]
         self.trace(f"table v{new.version} ({why}): leader n{s.leader} term {s.term}")
         for n in NODES:
             late = self.view_delay if self.rng.random() < 0.8 else self.view_delay * 10
-            self.at(self.now + self.rng.uniform(0.001, late), self._see_table, n, new)
+            delay = (slow_for or self.rng.uniform(0.5, 4.0)) if n == slow else self.rng.uniform(0.001, late)
+            self.at(self.now + delay, self._see_table, n, new)
 
     def _see_table(self, nid: int, table: SlotTable) -> None:
         node = self.nodes[nid]
@@ -475,17 +487,16 @@ class Sim:
         self.at(self.now + self.rng.expovariate(1.0 / 1.5), self.fault)
         self.res.faults += 1
         r = self.rng
-        kind = r.choice(("crash", "crash", "pause", "drop", "dup", "delay", "partition", "etcd", "controller",
-                         "fsync", "stale"))
+        kind = r.choice(FAULTS)
         n = r.choice(NODES)
         dur = r.uniform(0.3, 4.0)
         self.trace(f"FAULT {kind} n{n} {dur:.2f}s")
         if kind == "crash":
-            node = self.nodes[n]
-            if node.up:
-                node.up = False
-                node.incarnation += 1
-                self.at(self.now + dur, self.restart, n)
+            self.crash(n, dur)
+        elif kind == "crash_leader_mid_write":
+            ld = self.nodes.get(self.table.slots[SLOT].leader)
+            if ld is not None:
+                ld.crash_at_write = r.uniform(0.2, 2.0)  # back before its etcd lease expires
         elif kind == "pause":
             node = self.nodes[n]
             node.paused_until = max(node.paused_until, self.now + LEASE + r.uniform(0.5, 2.0))
@@ -512,15 +523,50 @@ class Sim:
             live = [m for m in NODES if self.now - self.nodes[m].etcd_seen_at < LEASE]
             if live:
                 s = t.slots[SLOT]
+                old = s.leader
                 s.leader = r.choice(live)
                 s.term += 1
                 t.version += 1
-                self.set_table(t, "controller change")
+                # the old leader keeps a stale view for a while: it still leads the old term
+                self.set_table(t, "controller change", slow=old if r.random() < 0.7 else 0)
+        elif kind == "stale_leader":
+            # the controller moves the slot; the old leader sees it late, cannot hear the new
+            # leader meanwhile, and the third replica is restarted in that window
+            s0 = self.table.slots[SLOT]
+            old = s0.leader
+            live = [m for m in NODES if m != old and self.now - self.nodes[m].etcd_seen_at < LEASE]
+            if old and live:
+                t = self.table.copy()
+                s = t.slots[SLOT]
+                s.leader = r.choice(live)
+                s.term += 1
+                t.version += 1
+                crash_at = r.uniform(0.2, 1.0)
+                down = r.uniform(0.05, 0.5)
+                stale_for = crash_at + down + r.uniform(0.5, 3.0)
+                self.set_table(t, "controller moves the slot", slow=old, slow_for=stale_for)
+                pair = {frozenset((old, s.leader))}
+                self.cut |= pair
+                self.at(self.now + stale_for, self._heal_pairs, pair)
+                third = [m for m in NODES if m not in (old, s.leader)]
+                if third:
+                    # the old leader reaches the third replica again only once it has restarted
+                    pair3 = {frozenset((old, third[0]))}
+                    self.cut |= pair3
+                    self.at(self.now + crash_at, self.crash, third[0], down)
+                    self.at(self.now + crash_at + down, self._heal_pairs, pair3)
         elif kind == "fsync":
             self.nodes[n].disk.fail_until = self.now + r.uniform(0.05, 1.0)
         elif kind == "stale":
             self.view_delay = r.uniform(0.5, 3.0)
             self.at(self.now + dur, setattr, self, "view_delay", 0.05)
+
+    def crash(self, nid: int, down_for: float) -> None:
+        node = self.nodes[nid]
+        if node.up:
+            node.up = False
+            node.incarnation += 1
+            self.at(self.now + down_for, self.restart, nid)
 
     def _heal_pairs(self, pairs: set) -> None:
         self.cut -= pairs
@@ -544,6 +590,7 @@ class Sim:
         self.view_delay = 0.05
         for n, node in self.nodes.items():
             node.disk.fail_until = -1.0
+            node.crash_at_write = 0.0
             if not node.up:
                 self.restart(n)
         self.trace("HEAL")

@@ -290,3 +290,12 @@ def test_proposals_need_a_serving_leader():
         c.propose([(1, "x")])
     lead(c, d, 1)
     assert c.role == LEADER and c.propose([(1, "x")]) == c.last_index
+
+
+def test_leading_a_newer_term_first_drops_the_old_terms_entries_not_durable_here():
+    c, d = core()
+    lead(c, d, 1)
+    c.propose([(1, "x")])  # sent, never durable here
+    assert c.become_leader(2)
+    assert c.last_index == d.entries[-1][0] and c.durable_index == c.last_index
+    assert not c.take_unflushed()
