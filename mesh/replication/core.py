@@ -216,12 +216,21 @@ class SlotCore:
             self.log.truncate_after(self.durable_index)
         self._status()
 
-    def reload(self, last_index: int, last_term: int) -> None:
-        """A log write failed: the durable log ends at (last_index, last_term); forget the rest."""
-        self.log.truncate_after(min(self.log.last_index, last_index))
+    def reload(self, last_index: int, last_term: int, commit_before: int | None = None) -> None:
+        """A log write failed: believe the durable log again, which ends at (last_index, last_term).
+
+        The memory tail may hold entries the failed write did not make durable, at
+        indices where the disk still has others: it is dropped whole. The commit index
+        goes back to what it was before the failed step (``commit_before``) and never
+        beyond the durable log, so the leader's next appends can repair the log; what
+        was handed to the applier stays handed (it was committed, with that content).
+        """
+        self.log.tail.clear()
         self.log.last_index, self.log.last_term = last_index, last_term
         self.durable_index = last_index
-        self.unflushed = [e for e in self.unflushed if e[0] <= last_index]
+        self.unflushed = []
+        limit = self.commit_index if commit_before is None else min(self.commit_index, commit_before)
+        self.commit_index = min(limit, last_index)
 
     def is_serving(self) -> bool:
         """Leader, ready, fenced by a live session, and its state machine has applied the barrier

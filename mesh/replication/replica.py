@@ -150,12 +150,12 @@ class SlotReplica:
             log.info("slot %d loaded: snapshot at %d, log to %d (term %d), hard state term %d led %d", self.slot,
                      snap_idx, last_index, last_term, term, led)
 
-    def _reload_log(self) -> None:
+    def _reload_log(self, commit_before: int | None = None) -> None:
         """After a failed log write: believe the store again about where the log ends."""
         last_index, last_term = self.store.last_entry(self.slot)
         if last_index < self.snapshot_index:
             last_index, last_term = self.snapshot_index, self.core.log.snapshot_term
-        self.core.reload(last_index, last_term)
+        self.core.reload(last_index, last_term, commit_before)
 
     # ------------------------------------------------------------------ log access
     def entries(self, first: int, last: int) -> list[tuple]:
@@ -170,10 +170,11 @@ class SlotReplica:
         """Run one core step, persist what it asks for, then send, apply and report."""
         failed = None
         with self.lock:
+            commit_before = self.core.commit_index
             result = fn(*args)
             rd = self.core.take_ready()
             try:
-                self._persist(rd)
+                self._persist(rd, commit_before)
             except StoreError as exc:
                 failed = exc  # nothing is sent or answered; committed entries still get applied
         self._after(rd)
@@ -181,7 +182,7 @@ class SlotReplica:
             raise failed
         return result
 
-    def _persist(self, rd: Ready) -> None:
+    def _persist(self, rd: Ready, commit_before: int) -> None:
         hard = rd.hard or self._hard_unsaved
         try:
             if hard is not None:
@@ -199,7 +200,7 @@ class SlotReplica:
             log.error("slot %d: log write failed (%s); reloading the log position", self.slot, exc)
             rd.send.clear()
             self.core.recovery_failed()
-            self._reload_log()
+            self._reload_log(commit_before)
             raise
 
     def _after(self, rd: Ready) -> None:

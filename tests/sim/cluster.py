@@ -181,6 +181,7 @@ class Sim:
         """Run one core step on ``node``; persist, send, apply, as replica.py does."""
         core = node.core
         core.now = self.now
+        commit_before = core.commit_index
         result = fn(*args)
         rd = core.take_ready()
         try:
@@ -199,7 +200,7 @@ class Sim:
         except FsyncError:
             self.trace(f"n{node.id} fsync failed; reloading the log position")
             core.recovery_failed()
-            core.reload(*node.disk.last())
+            core.reload(*node.disk.last(), commit_before)
             if rd.apply:  # committed all the same: they still go to the applier
                 node.apply_q.extend(rd.apply)
                 self._start_applier(node)

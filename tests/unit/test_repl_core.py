@@ -299,3 +299,19 @@ def test_leading_a_newer_term_first_drops_the_old_terms_entries_not_durable_here
     assert c.become_leader(2)
     assert c.last_index == d.entries[-1][0] and c.durable_index == c.last_index
     assert not c.take_unflushed()
+
+
+def test_a_failed_write_reloads_the_durable_log_and_the_commit_index_from_before_the_step():
+    c, d = core(node=2, entries=ents((1, 1), (2, 1), (3, 1)), hard=HardState(term=1))
+    r = c.on_append(wire.Append(0, 2, 1, 1, 1, [list(e) for e in ents((2, 2), (3, 2))], 3))
+    assert r["ok"] and c.commit_index == 3
+    rd = c.take_ready()  # the shell's write of this ready fails: the disk still has 2@1, 3@1
+    assert rd.cut == 1 and [e[0] for e in rd.apply] == [1, 2, 3]
+    c.reload(3, 1, commit_before=0)
+    assert c.log.term_at(2) == 1 and c.commit_index == 0
+    # the leader's retry repairs the log; nothing is handed to the applier twice
+    r = c.on_append(wire.Append(0, 2, 1, 1, 1, [list(e) for e in ents((2, 2), (3, 2))], 3))
+    assert r["ok"]
+    rd = persist(c, d)
+    assert rd.cut == 1 and not rd.apply
+    assert [e[:2] for e in d.entries] == [(1, 1), (2, 2), (3, 2)]
