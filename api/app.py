@@ -1,19 +1,60 @@
-"""The Falcon apps of a node: the HTTP API (5001) and the management port (5300).
+"""Which app serves which port of a node, and the routes of each: ``create_apps(node)``.
 
-``create_api_app(node)`` serves the WuKongIM-compatible API, health and the cluster
-admin calls; ``create_manager_app(node)`` serves `/metrics`, health, the cluster admin
-calls and the whole API again (as WuKongIM's manager port does, so the web manager is
-same-origin), and the web manager itself (``api/manager_ui.py``).
+Both entry points serve what ``create_apps`` returns: ``mesh.node`` (``python -m mesh``)
+starts one gevent WSGI server per address, ``mesh.wsgi`` (gunicorn) dispatches on the
+port a request arrived on.
+
+* ``httpAddr`` (5001): ``create_api_app``, the WuKongIM-compatible API, health and the
+  cluster admin calls;
+* ``wsAddr`` (5200): the WebSocket client gateway (``gateway.listeners.create_ws_app``);
+* ``manager.addr`` (5300, when ``manager.on``): ``create_manager_app``, `/metrics`,
+  health, the cluster admin calls and the whole API again (as WuKongIM's manager port
+  does, so the web manager is same-origin), and the web manager itself
+  (``api/manager_ui.py``);
+* ``demo.addr`` (5172, when ``demo.on``): the demo chat (``api/demo.py``).
+
 Routes are registered here; each resource lives in its own module.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import cluster_admin, errors, manager_ui
+from api import channels, cluster_admin, connections, conversations, errors, manager_ui, messages, users
 from api.auth import ManagerToken
 from api.health import Health
+
+# The WuKongIM-compatible API: each module's ``register(app, node)`` adds its routes.
+API_MODULES = (users, channels, messages, conversations, connections)
+
+
+class ServedApp(NamedTuple):
+    addr: str  # host:port from the config
+    app: Callable[..., Any]  # the WSGI app
+    websocket: bool = False  # needs a WebSocket-capable handler (gevent-websocket)
+
+
+def create_apps(node) -> list[ServedApp]:
+    """Every app this node serves, with the address it serves it on (per the config)."""
+    from gateway.listeners import create_ws_app
+
+    cfg = node.cfg
+    apps = [ServedApp(cfg["httpAddr"], create_api_app(node)),
+            ServedApp(cfg["wsAddr"], create_ws_app(node), websocket=True)]
+    if cfg["manager.on"]:
+        apps.append(ServedApp(cfg["manager.addr"], create_manager_app(node)))
+    if cfg["demo.on"]:
+        from api.demo import create_demo_app
+        apps.append(ServedApp(cfg["demo.addr"], create_demo_app(node)))
+    return apps
+
+
+def _register_api(app: falcon.App, node) -> None:
+    for mod in API_MODULES:
+        mod.register(app, node)
 
 
 def _base_app(node) -> falcon.App:
@@ -37,8 +78,7 @@ def create_api_app(node) -> falcon.App:
 
     app = _base_app(node)
     app.add_route("/openapi.json", OpenApi())
-    for register in node.api_routes:
-        register(app)
+    _register_api(app, node)
     return app
 
 
@@ -68,9 +108,6 @@ def create_manager_app(node) -> falcon.App:
     app.add_route("/cluster/slots", cluster_admin.ClusterSlots(node))
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
-    for register in node.api_routes:  # same-origin API for the web manager
-        register(app)
+    _register_api(app, node)  # same-origin API for the web manager
     manager_ui.register(app, node)
-    for register in node.manager_routes:
-        register(app)
     return app

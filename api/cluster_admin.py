@@ -154,7 +154,7 @@ class TransferLeadership:
         deadline = time.time() + 5
         result = None
         while not result and time.time() < deadline:
-            result = self.node.request_controller("transfer_controller", target)
+            result = self.node.request_controller(wire.TRANSFER_CONTROLLER, target)
             if not result:
                 gevent.sleep(0.2)
         if not result:

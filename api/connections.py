@@ -135,7 +135,11 @@ def connz(node, offset: int, limit: int, sort: str, uid: str) -> dict:
 class Connz:
     def __init__(self, node) -> None:
         self.node = node
-        node.mesh.handle(wire.GW_CONNZ, lambda _s, p: connz(node, *p))
+        node.mesh.handle(wire.GW_CONNZ, self._on_connz)
+
+    def _on_connz(self, _sender: int, payload: list) -> dict:
+        q = wire.Connz(*payload)
+        return connz(self.node, q.offset, q.limit, q.sort, q.uid)
 
     def on_get(self, req, resp):
         offset = req.get_param_as_int("offset", default=0, min_value=0)
@@ -149,7 +153,8 @@ class Connz:
         if target not in self.node.view.members:
             raise falcon.HTTPBadRequest(title=f"node {target} is not a live member")
         try:
-            resp.media = self.node.mesh.request(target, wire.GW_CONNZ, [offset, limit, sort, uid], timeout=3.0)
+            resp.media = self.node.mesh.request(target, wire.GW_CONNZ, wire.Connz(offset, limit, sort, uid),
+                                                timeout=3.0)
         except MeshError as exc:
             raise falcon.HTTPServiceUnavailable(title=f"node {target} did not answer", description=str(exc)) from None
 

@@ -18,6 +18,8 @@ import gevent.event
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 
+from mesh.base.wake_loop import TransientError
+
 _initialised = False
 
 
@@ -31,7 +33,7 @@ def init_gevent() -> None:
 log = logging.getLogger("coordinator.etcd")
 
 
-class EtcdUnavailable(Exception):
+class EtcdUnavailable(TransientError):
     """etcd did not answer (down, partitioned, or timed out)."""
 
 

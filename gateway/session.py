@@ -22,15 +22,12 @@ import binascii
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway import jsonrpc
 from gateway import wkproto as wk
-from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult
+from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult, SessionHost
 from gateway.session_crypto import CryptoError, SessionCipher, derive_aes_key, new_server_key, random_salt
-
-if TYPE_CHECKING:
-    from gateway.gateway import Gateway
 
 log = logging.getLogger("gateway.session")
 
@@ -46,7 +43,7 @@ class Session:
                  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_packets", "out_packets", "close_reason",
                  "remote", "__weakref__")
 
-    def __init__(self, gw: Gateway, transport, conn_id: int) -> None:
+    def __init__(self, gw: SessionHost, transport, conn_id: int) -> None:
         self.gw = gw
         self.transport = transport
         self.conn_id = conn_id

@@ -6,8 +6,9 @@ Entry points and the composition root stay at this level:
 * ``wsgi.py``: the gunicorn worker's WSGI app and the node start after the fork;
 * ``node.py``: the ``Node`` that builds every part below and runs its lifecycle.
 
-The subpackages, lowest layer first (a package imports only from those above it in
-this list, never from one below)::
+The subpackages, lowest layer first (a package imports from those above it in this
+list; the one exception today: ``replication`` and ``slots`` hold the slot's state
+machine, ``im/slot_state.py``)::
 
     base/         config, logs, metrics, loop helpers        (imports nothing of ours)
     net/          node-to-node transport, CURVE, the wire      -> base

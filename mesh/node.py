@@ -53,8 +53,6 @@ class Node:
         self.draining = False
         self.stopping = False
         self.ready_event = gevent.event.Event()
-        self.api_routes: list[Callable] = []
-        self.manager_routes: list[Callable] = []
         self.servers: list = []
         self._stop_hooks: list[Callable[[], None]] = []
         self._health_checks: list[Callable[[], list[str]]] = []
@@ -78,11 +76,6 @@ class Node:
 
     def _init_services(self) -> None:
         """The data services and the client gateway (no I/O until start())."""
-        from api import channels as channels_api
-        from api import connections as connections_api
-        from api import conversations as conversations_api
-        from api import messages as messages_api
-        from api import users as users_api
         from gateway.gateway import Gateway
         from mesh.im import channels, conversations, history, person_perms, users
         from mesh.im.messages import Messages
@@ -105,14 +98,12 @@ class Node:
         self.webhooks = Webhooks(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
-        self.replication.ready_hook = lambda r, upto: self.messages.redeliver(r, upto)
+        self.replication.ready_hook = self.messages.on_leader_ready
         self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
         self.mesh.subscribe(wire.GW_LOGIN, lambda _s, login: self.gateway.apply_login(login))
-        self.mesh.subscribe(wire.GW_KICK, lambda _s, k: self.gateway.kick_uid(k[0], k[1], k[2], k[3]))
-        for mod in (users_api, channels_api, messages_api, conversations_api, connections_api):
-            self.api_routes.append(lambda app, mod=mod: mod.register(app, self))
+        self.mesh.subscribe(wire.GW_KICK, self._on_kick)
         self.add_health_check(self.replication.health_reasons)
         self.on_stop(self.gateway.stop)
 
@@ -156,8 +147,12 @@ class Node:
     def broadcast_kick(self, uid: str, device_flags, delay: float, text: str) -> None:
         """DISCONNECT 12 to a uid's connections of these device flags on every node."""
         self.gateway.kick_uid(uid, device_flags, delay, text)
-        self.mesh.publish_remote(wire.GW_KICK, [uid, list(device_flags) if device_flags is not None else None,
-                                             delay, text])
+        flags = list(device_flags) if device_flags is not None else None
+        self.mesh.publish_remote(wire.GW_KICK, wire.Kick(uid, flags, delay, text))
+
+    def _on_kick(self, _sender: int, payload: list) -> None:
+        k = wire.Kick(*payload)
+        self.gateway.kick_uid(k.uid, k.device_flags, k.delay, k.text)
 
     # ------------------------------------------------------------------ info
     def member_info(self) -> dict:
@@ -241,7 +236,7 @@ class Node:
         self.controller = Controller(self.etcd, self.view, self.membership, self.node_id,
                                      slot_count=cfg["cluster.slotCount"], replica_count=cfg["cluster.replicaCount"],
                                      positions=self.replication.positions, reachable=self.mesh.ever_heard)
-        self.mesh.handle("transfer_controller", self._on_transfer_controller)
+        self.mesh.handle(wire.TRANSFER_CONTROLLER, self._on_transfer_controller)
         self.replication.start()
         self.controller.start()
         self.gateway.start()
@@ -318,22 +313,13 @@ class Node:
             from gevent.pywsgi import WSGIServer
             from geventwebsocket.handler import WebSocketHandler
 
-            from api.app import create_api_app, create_manager_app
-            from gateway.listeners import create_ws_app
+            from api.app import create_apps
 
-            cfg = self.cfg
-            specs = [(cfg["httpAddr"], create_api_app(self), None),
-                     (cfg["wsAddr"], create_ws_app(self), WebSocketHandler)]
-            if cfg["manager.on"]:
-                specs.append((cfg["manager.addr"], create_manager_app(self), None))
-            if cfg["demo.on"]:
-                from api.demo import create_demo_app
-                specs.append((cfg["demo.addr"], create_demo_app(self), None))
-            for addr, app, handler in specs:
+            for addr, app, websocket in create_apps(self):
                 host, port = split_hostport(addr)
                 kwargs = {"log": None, "error_log": logging.getLogger("api.wsgi")}
-                if handler is not None:
-                    kwargs["handler_class"] = handler
+                if websocket:
+                    kwargs["handler_class"] = WebSocketHandler
                 server = WSGIServer((host, port), app, backlog=4096, **kwargs)
                 server.start()
                 self.servers.append(server)

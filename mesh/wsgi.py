@@ -32,10 +32,9 @@ def application(environ, start_response):
 
 def start_node_in_worker(worker, cfg: Config) -> None:
     global _node
-    from api.app import create_api_app, create_manager_app
+    from api.app import create_apps
     from coordinator.etcd_client import EtcdUnavailable
     from coordinator.membership import DuplicateNodeError
-    from gateway.listeners import create_ws_app
     from mesh.base import logs
     from mesh.node import Node
 
@@ -49,14 +48,8 @@ def start_node_in_worker(worker, cfg: Config) -> None:
         node.close()
         os._exit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops instead of respawning
     _node = node
-    port = lambda key: str(split_hostport(cfg[key])[1])  # noqa: E731
-    _apps[port("httpAddr")] = create_api_app(node)
-    _apps[port("wsAddr")] = create_ws_app(node)
-    if cfg["manager.on"]:
-        _apps[port("manager.addr")] = create_manager_app(node)
-    if cfg["demo.on"]:
-        from api.demo import create_demo_app
-        _apps[port("demo.addr")] = create_demo_app(node)
+    for served in create_apps(node):
+        _apps[str(split_hostport(served.addr)[1])] = served.app
 
     draining = []
 

@@ -12,7 +12,12 @@ from collections.abc import Callable
 import gevent
 import gevent.event
 
-from coordinator.etcd_client import EtcdUnavailable
+
+class TransientError(Exception):
+    """A failure expected to pass by itself (a store or service briefly unreachable).
+
+    A ``WakeLoop`` logs it in one line, without a traceback, and retries shortly.
+    """
 
 
 class WakeLoop:
@@ -47,7 +52,7 @@ class WakeLoop:
                 self.fn()
             except gevent.GreenletExit:
                 raise
-            except EtcdUnavailable as exc:
+            except TransientError as exc:
                 self.log.warning("%s failed: %s", self.name, exc)
                 gevent.sleep(0.5)
                 self._event.set()

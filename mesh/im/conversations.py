@@ -19,7 +19,7 @@ import gevent
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
 from mesh.im.messages import message_resp
 from mesh.net import wire
-from mesh.storage.store import M_CMN, M_FROM, M_SEQ, M_TS
+from mesh.storage.entries import M_CMN, M_FROM, M_SEQ, M_TS
 
 log = logging.getLogger("mesh.im.conversations")
 

@@ -17,7 +17,7 @@ import logging
 from collections import OrderedDict, deque
 
 from mesh.net import wire
-from mesh.storage.store import KIND_MSG, M_SEQ
+from mesh.storage.entries import KIND_MSG, M_SEQ
 
 log = logging.getLogger("mesh.im.history")
 

@@ -42,11 +42,12 @@ from mesh.im.channel_rules import (
     person_peer,
     storage_id,
 )
+from mesh.im.sequencer import Sequencer
 from mesh.im.snowflake import Snowflake
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.replication.replica import NotLeader, SlotReplica
-from mesh.storage.store import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
+from mesh.storage.entries import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_TS
 
 log = logging.getLogger("mesh.im.messages")
 
@@ -112,6 +113,7 @@ class Messages:
         self.person_whitelist = not node.cfg["whitelistOffOfPerson"]
         self._conv_inflight: set[tuple] = set()
         self.delivered: dict[int, int] = {}  # slot -> highest log index seen delivered (by any leader)
+        self.sequencers: dict[int, Sequencer] = {}  # slot -> sequencer state of this node's leadership
         node.mesh.handle(wire.MSG_SEND, self._on_send)
         self._outbox: list[list] = []
         node.mesh.subscribe(wire.MSG_DELIVER, self._on_deliver)
@@ -241,7 +243,8 @@ class Messages:
         if seen is not None:
             metrics.messages_deduplicated.inc()
             return [wk.REASON_SUCCESS, seen[0], seen[1]]
-        pending = r.pending_dedupe.get(dk)
+        sequencer = self._sequencer(r)
+        pending = sequencer.pending(dk)
         if pending is not None:
             metrics.messages_deduplicated.inc()
             return pending  # (result, message id, seq) of the same send still in flight
@@ -252,15 +255,30 @@ class Messages:
             data = [sid, ctype, 0, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload]
             self._publish(data, self._recipients(r, data, temp_subs), exclude, r.slot, 0)
             return [wk.REASON_SUCCESS, mid, 0]
-        key = (sid, ctype)
-        seq = r.leader_seq.get(key) or state.last_seq(sid, ctype)
-        seq += 1
-        r.leader_seq[key] = seq
+        seq = sequencer.next_seq((sid, ctype), state)
         data = [sid, ctype, seq, mid, from_uid, cmn, ts, flags, setting, expire, topic, payload]
         ar = r.propose(KIND_MSG, data, meta=(exclude, temp_subs))
-        r.pending_dedupe[dk] = (ar, mid, seq)
-        ar.rawlink(lambda _a, dk=dk, r=r: r.pending_dedupe.pop(dk, None))
+        sequencer.add(dk, (ar, mid, seq))
+        ar.rawlink(lambda _a, dk=dk, s=sequencer: s.done(dk))
         return (ar, mid, seq)
+
+    def _sequencer(self, r: SlotReplica) -> Sequencer:
+        """The sequencer of ``r``'s current leadership (made by ``on_leader_ready``)."""
+        s = self.sequencers.get(r.slot)
+        if s is None or s.term != r.term:  # the ready hook has not run for this term (never the case today)
+            s = self.sequencers[r.slot] = Sequencer(r.term)
+        return s
+
+    def on_leader_ready(self, r: SlotReplica, upto: int) -> int:
+        """The replica's ready hook: a leadership of ``r``'s slot is ready here.
+
+        Called before the replica accepts any proposal of this leadership: the sequencer
+        starts empty (seqs continue from the applied state, which now holds everything
+        committed), then committed messages the previous leader may not have delivered
+        are delivered again (``redeliver``).
+        """
+        self.sequencers[r.slot] = Sequencer(r.term)
+        return self.redeliver(r, upto)
 
     # ------------------------------------------------------------------ after commit (leader)
     def on_commit(self, r: SlotReplica, entry: tuple, meta) -> None:

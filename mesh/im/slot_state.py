@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from mesh.net import wire
-from mesh.storage.store import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
+from mesh.storage.entries import M_CHANNEL, M_CMN, M_CTYPE, M_FROM, M_MID, M_SEQ, M_TS
 
 INFO_FIELDS = ("ban", "disband", "send_ban", "large", "allow_stranger")
 # (channel, from_uid, client_msg_no) of recent messages, to answer a client's retry with the

@@ -27,7 +27,7 @@ import requests
 from mesh.base import metrics
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, person_peer
 from mesh.im.messages import message_resp
-from mesh.storage.store import M_CHANNEL, M_CTYPE, M_FLAGS, M_FROM
+from mesh.storage.entries import M_CHANNEL, M_CTYPE, M_FLAGS, M_FROM
 
 log = logging.getLogger("mesh.im.webhooks")
 

@@ -411,8 +411,8 @@ class Mesh:
         self.publish(kind, payload, local=False)
 
     def _on_replay(self, sender: int, payload: Any) -> list[bytes]:
-        first, last = payload
-        return [data for seq, data in self._replay if first <= seq <= last]
+        want = wire.PubReplay(*payload)
+        return [data for seq, data in self._replay if want.first <= seq <= want.upto]
 
     def _heartbeat_loop(self) -> None:
         while True:
@@ -476,7 +476,7 @@ class Mesh:
         log.warning("broadcast gap from node %s: seq %d..%d missing; fetching", sender, first, upto)
         got: list[bytes] = []
         try:
-            got = self.request(sender, wire.PUB_REPLAY, [first, upto], timeout=2.0)
+            got = self.request(sender, wire.PUB_REPLAY, wire.PubReplay(first, upto), timeout=2.0)
         except MeshError as exc:
             log.warning("could not fetch missing broadcast from node %s: %s", sender, exc)
         recovered = 0

@@ -46,6 +46,7 @@ GW_CONNZ = "gw.connz"  # Connz -> {"total", "connections": [...]}
 # ---------------------------------------------------------------- slot calls and management
 SLOT_CALL = "slot.call"  # SlotCall -> the call's answer
 MGR_STATS = "mgr.stats"  # None -> this node's stats for the manager page
+TRANSFER_CONTROLLER = "transfer_controller"  # target node id -> bool (sent to the controller)
 
 # Slot calls (carried inside SLOT_CALL; the leader of the key's slot serves them).
 USER_SET_TOKEN = "user.set_token"

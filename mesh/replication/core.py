@@ -36,9 +36,9 @@ from typing import Any
 
 from mesh.net import wire
 from mesh.replication.log import LogConflict, LogReader, SlotLog
+from mesh.storage.entries import KIND_NOOP
 
 NONE, FOLLOWER, LEADER = "none", "follower", "leader"
-KIND_NOOP = 0  # the store's entry kinds (mesh.storage.store.KIND_*)
 BATCH = 1000  # entries per append request
 FETCH_BATCH = 5000  # entries per recovery fetch
 IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync

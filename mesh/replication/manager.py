@@ -26,6 +26,7 @@ from mesh.net import wire
 from mesh.net.transport import MeshError, Refused
 from mesh.replication.append_pipe import AppendPipes, serve_many
 from mesh.replication.replica import FOLLOWER, LEADER, NONE, SlotReplica
+from mesh.storage.log_store import LogStore
 from mesh.storage.store import Store
 
 log = logging.getLogger("mesh.replication.manager")
@@ -40,7 +41,7 @@ class Replication:
         self.node = node
         self.node_id = node.node_id
         cfg = node.cfg
-        self.store = Store(cfg["rootDir"], threads=cfg["store.threads"], memory_limit=cfg["store.memoryLimit"],
+        self.store: LogStore = Store(cfg["rootDir"], threads=cfg["store.threads"], memory_limit=cfg["store.memoryLimit"],
                            commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"],
                            flush_interval=cfg["store.flushInterval"], fsync=cfg["store.fsync"])
         self.replicas: dict[int, SlotReplica] = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -29,10 +29,8 @@ from mesh.im.slot_state import SlotState
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
 from mesh.replication.core import FOLLOWER, LEADER, NONE, HardState, NotLeader, Ready, SlotCore
-from mesh.storage.store import KIND_MSG, KIND_OP, StoreError
-
-if TYPE_CHECKING:
-    from mesh.storage.store import Store
+from mesh.storage.entries import KIND_MSG, KIND_OP
+from mesh.storage.log_store import LogStore, StoreError
 
 __all__ = ["FOLLOWER", "LEADER", "NONE", "NotLeader", "ReplicaHost", "SlotReplica"]
 
@@ -41,7 +39,7 @@ class ReplicaHost(Protocol):
     """What a replica needs from the node around it (``Replication`` implements it)."""
 
     node_id: int
-    store: Store
+    store: LogStore
 
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         """A mesh request to ``peer`` (prepare, fetch); raises ``MeshError`` on failure."""
@@ -74,7 +72,7 @@ SNAPSHOT_EVERY = 20000  # applied entries between snapshots
 class _StoreReader:
     __slots__ = ("store", "slot")
 
-    def __init__(self, store: Store, slot: int) -> None:
+    def __init__(self, store: LogStore, slot: int) -> None:
         self.store = store
         self.slot = slot
 
@@ -102,8 +100,7 @@ class SlotReplica:
         self._applying = False
         self._leading = 0  # the term this shell runs leader machinery for (0: none)
         self._hard_unsaved: HardState | None = None
-        self.leader_seq: dict[tuple[str, int], int] = {}
-        self.pending_dedupe: dict[tuple, tuple] = {}  # (channel, type, from, cmn) -> (result, mid, seq)
+        self._ready_term = 0  # the term whose leadership ran the ready hook and serves
         self.last_contact = 0.0
         self.stopped = False
         self.loaded = gevent.event.Event()
@@ -116,7 +113,7 @@ class SlotReplica:
     role = property(lambda self: self.core.role)
     term = property(lambda self: self.core.term)
     leader_id = property(lambda self: self.core.leader_id)
-    ready = property(lambda self: self.core.ready)
+    ready = property(lambda self: self.core.ready and self._ready_term == self.core.term)
     last_index = property(lambda self: self.core.last_index)
     last_term = property(lambda self: self.core.last_term)
     commit_index = property(lambda self: self.core.commit_index)
@@ -211,8 +208,7 @@ class SlotReplica:
             self._apply(rd.apply)
         if self._leading and (self.core.role != LEADER or self.core.term != self._leading):
             self._left_leadership("lost the term")
-        if rd.became_ready:
-            self._on_ready()
+        self._maybe_ready()
         if rd.status:
             self.mgr.status_changed(self)
         if self.core.role == LEADER:
@@ -275,8 +271,8 @@ class SlotReplica:
             if g is not me:
                 g.kill(block=False)
         self.senders = {}
+        self._ready_term = 0
         self._fail_waiters(why)
-        self.leader_seq = {}
 
     def _fail_waiters(self, why: str) -> None:
         waiters, self.waiters = self.waiters, {}
@@ -284,7 +280,6 @@ class SlotReplica:
         for ar in waiters.values():
             if not ar.ready():
                 ar.set_exception(NotLeader(why))
-        self.pending_dedupe = {}  # their results were failed above
 
     def stop(self) -> None:
         self.stopped = True
@@ -295,21 +290,27 @@ class SlotReplica:
             self._writer.kill(block=False)
 
     def is_serving(self) -> bool:
-        return self.core.is_serving()
+        return self.core.is_serving() and self._ready_term == self.core.term
 
-    def _on_ready(self) -> None:
-        self.leader_seq = {}
-        self.pending_dedupe = {}
-        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, self.core.term,
-                 (time.monotonic() - self.led_at) * 1000, self.core.last_index, self.core.commit_index)
+    def _maybe_ready(self) -> None:
+        """Once the barrier is committed and applied: run the ready hook, then serve.
+
+        The hook runs before any proposal of this leadership is accepted (it resets the
+        message sequencer, whose seqs continue from the applied state).
+        """
+        c = self.core
+        if c.role != LEADER or not c.ready or self._ready_term == c.term or self._applying \
+                or c.applied_done < c.barrier:
+            return
+        self._ready_term = c.term
+        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, c.term,
+                 (time.monotonic() - self.led_at) * 1000, c.last_index, c.commit_index)
         if self.ready_hook is not None:
-            gevent.spawn(self._run_ready_hook, self.applied_at_election)
-
-    def _run_ready_hook(self, applied_at_election: int) -> None:
-        try:
-            self.ready_hook(self, applied_at_election)
-        except Exception:
-            log.exception("slot %d: leader-ready hook failed", self.slot)
+            try:
+                self.ready_hook(self, self.applied_at_election)
+            except Exception:
+                log.exception("slot %d: leader-ready hook failed", self.slot)
+        self.mgr.status_changed(self)
 
     # ------------------------------------------------------------------ leader: recovery requests
     def _recovery_request(self, peer: int, method: str, payload: Any, term: int) -> None:
@@ -438,6 +439,7 @@ class SlotReplica:
                 self._apply_one(e)
         finally:
             self._applying = False
+        self._maybe_ready()
         if self.state.applied - self.snapshot_index >= SNAPSHOT_EVERY:
             self.mgr.schedule_snapshot(self)
 

@@ -72,7 +72,7 @@ class SlotRouter:
                 raise SlotUnavailable(f"slot {slot}: {last}")
             if leader:
                 try:
-                    return self.node.mesh.request(leader, wire.SLOT_CALL, [slot, method, args],
+                    return self.node.mesh.request(leader, wire.SLOT_CALL, wire.SlotCall(slot, method, args),
                                                   timeout=min(remaining, timeout))
                 except RemoteError as exc:
                     if exc.code not in RETRYABLE:

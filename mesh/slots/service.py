@@ -55,11 +55,11 @@ class SlotService:
             raise Refused("not_leader", str(exc)) from None
 
     def _on_call(self, sender: int, payload: Any) -> Any:
-        slot, method, args = payload
-        fn = self.methods.get(method)
+        call = wire.SlotCall(*payload)
+        fn = self.methods.get(call.method)
         if fn is None:
-            raise Refused("no_method", method)
+            raise Refused("no_method", call.method)
         try:
-            return fn(self, slot, args)
+            return fn(self, call.slot, call.args)
         except NotLeader as exc:
             raise Refused("not_leader", str(exc)) from None

@@ -20,15 +20,16 @@ import time
 
 import duckdb
 
+from mesh.storage.log_store import LogStore
 from mesh.storage.store import COLUMNS
 
 MANIFEST = "manifest.json"
 
 
-def export(store, path: str, manifest: dict) -> dict:
+def export(store: LogStore, path: str, manifest: dict) -> dict:
     """Copy the store to Parquet files under ``path`` (consistently) and write the manifest."""
     os.makedirs(path, exist_ok=True)
-    arch = sorted(store._arch_tables)
+    arch = sorted(store.archived_slots())
 
     def run(cur) -> dict:
         counts = {}
@@ -41,7 +42,7 @@ def export(store, path: str, manifest: dict) -> dict:
         finally:
             cur.execute("COMMIT")
         return counts
-    counts = store._run(run)
+    counts = store.query(run)
     out = dict(manifest)
     out["tables"] = counts
     out["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

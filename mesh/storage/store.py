@@ -18,9 +18,9 @@ DuckDB layout (``<rootDir>/skein.duckdb``):
 * ``snap``: the latest state snapshot of each slot (metadata state at a log index);
 * ``meta``: small key/value facts (among them the log position DuckDB has reached).
 
-A log entry is ``(idx, term, kind, data)``; ``kind`` is NOOP (a leader's barrier),
-MSG (a chat message: ``data`` is a ``MsgRow`` list) or OP (a metadata operation:
-``data`` is ``[op, args]``). Every DuckDB call and every log write runs in the gevent
+A log entry is an ``Entry(idx, term, kind, data)`` (``mesh.storage.entries``: NOOP, MSG
+with a message row, or OP). ``Store`` implements ``mesh.storage.log_store.LogStore``,
+whose docstrings are the contract replication relies on. Every DuckDB call and every log write runs in the gevent
 hub's threadpool (they release the GIL; calling them on the hub would stall every
 socket). Reads first bring DuckDB up to date with the log.
 """
@@ -40,16 +40,12 @@ import gevent.event
 import msgpack
 
 from mesh.base import metrics
+from mesh.storage.entries import KIND_MSG, Entry
+from mesh.storage.log_store import StoreError
+
+__all__ = ["COLUMNS", "Store", "StoreError", "Wal"]
 
 log = logging.getLogger("mesh.storage.store")
-
-KIND_NOOP = 0
-KIND_MSG = 1
-KIND_OP = 2
-
-# MSG data: [channel_id, channel_type, seq, message_id, from_uid, client_msg_no, timestamp, flags, setting,
-#            expire, topic, payload]
-M_CHANNEL, M_CTYPE, M_SEQ, M_MID, M_FROM, M_CMN, M_TS, M_FLAGS, M_SETTING, M_EXPIRE, M_TOPIC, M_PAYLOAD = range(12)
 
 COLUMNS = ("idx BIGINT, term BIGINT, kind UTINYINT, channel VARCHAR, ctype UTINYINT, seq BIGINT, mid BIGINT, "
            "from_uid VARCHAR, cmn VARCHAR, ts BIGINT, flags UTINYINT, setting UTINYINT, expire UINTEGER, "
@@ -63,7 +59,7 @@ def _unpack(b: bytes) -> Any:
     return msgpack.unpackb(b, raw=False, strict_map_key=False)
 
 
-def entry_to_row(slot: int, e: tuple) -> tuple:
+def entry_to_row(slot: int, e: Entry) -> tuple:
     idx, term, kind, data = e
     if kind == KIND_MSG:
         d = data
@@ -72,16 +68,12 @@ def entry_to_row(slot: int, e: tuple) -> tuple:
             _pack(data) if data is not None else None)
 
 
-def row_to_entry(r: tuple) -> tuple:
+def row_to_entry(r: tuple) -> Entry:
     idx, term, kind = r[0], r[1], r[2]
     if kind == KIND_MSG:
-        return (idx, term, kind, [r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13] or "",
-                                  bytes(r[14]) if r[14] is not None else b""])
-    return (idx, term, kind, _unpack(r[15]) if r[15] is not None else None)
-
-
-class StoreError(Exception):
-    pass
+        return Entry(idx, term, kind, [r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13] or "",
+                                       bytes(r[14]) if r[14] is not None else b""])
+    return Entry(idx, term, kind, _unpack(r[15]) if r[15] is not None else None)
 
 
 class _Write:
@@ -180,6 +172,8 @@ class Wal:
 
 
 class Store:
+    """The ``LogStore`` of a node: write-ahead log in front, DuckDB behind (see the module docstring)."""
+
     def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
                  commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 0.1,
                  fsync: bool = True) -> None:
@@ -229,7 +223,7 @@ class Store:
         last = (seg, off)
         for segment, end, kind, slot, payload in self.wal.replay(seg, off):
             if kind == "append":
-                payload = [tuple(e) for e in payload]
+                payload = [Entry(*e) for e in payload]
             elif kind == "snapshot":
                 payload = tuple(payload)
             batch.append(_Write(kind, slot, payload))
@@ -291,7 +285,7 @@ class Store:
         self._wake.set()
         return w.done.get()
 
-    def append(self, slot: int, entries: list[tuple]) -> None:
+    def append(self, slot: int, entries: list[Entry]) -> None:
         """Make ``entries`` durable (returns after the log write that contains them)."""
         if entries:
             self._submit(_Write("append", slot, entries))
@@ -464,7 +458,7 @@ class Store:
     def _union(self, slot: int, where: str) -> str:
         return " UNION ALL ".join(f"SELECT {SELECT_COLS} FROM {s} WHERE {where}" for s in self._sources(slot))
 
-    def read_entries(self, slot: int, first: int, last: int) -> list[tuple]:
+    def read_entries(self, slot: int, first: int, last: int) -> list[Entry]:
         """Entries first..last (inclusive) in index order."""
         sql = f"SELECT * FROM ({self._union(slot, 'idx BETWEEN ? AND ?')}) ORDER BY idx"
         n = len(self._sources(slot))
@@ -494,7 +488,7 @@ class Store:
         return row[0] if row else None
 
     def messages(self, slot: int, channel: str, ctype: int, where: str, params: Iterable, *, order: str = "ASC",
-                 limit: int = 100, max_idx: int | None = None) -> list[tuple]:
+                 limit: int = 100, max_idx: int | None = None) -> list[Entry]:
         """MSG entries of one channel matching ``where`` (on columns seq, mid, cmn), up to commit ``max_idx``."""
         cond = f"kind = {KIND_MSG} AND channel = ? AND ctype = ? AND ({where})"
         params = list(params)
@@ -505,6 +499,13 @@ class Store:
                f"LIMIT {int(limit)}")
         rows = self._run(lambda cur: cur.execute(sql, ([channel, ctype] + params) * n).fetchall())
         return [row_to_entry(r) for r in rows]
+
+    def archived_slots(self) -> set[int]:
+        return set(self._arch_tables)
+
+    def query(self, fn):
+        """Run ``fn(cursor)`` in the threadpool once DuckDB holds every durable write (backups)."""
+        return self._run(fn)
 
     def count_rows(self, slot: int) -> int:
         sql = f"SELECT count(*) FROM ({self._union(slot, 'true')})"

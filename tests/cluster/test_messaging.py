@@ -263,6 +263,23 @@ def test_presence_on_any_node_and_route(cluster):
     assert "connections" in n3.get("/connz")[1]
 
 
+def test_connz_of_another_node_and_device_quit_reach_that_node(cluster):
+    """The gw.connz request and the gw.kick broadcast between nodes (wire.Connz, wire.Kick)."""
+    n1, n3 = cluster.nodes[1], cluster.nodes[3]
+    u = uniq("kick")
+    tok(n1, u)
+    c = client(n3, u)
+    try:
+        code, got = n1.get(f"/connz?node_id=3&uid={u}&limit=5")
+        assert code == 200 and [x["uid"] for x in got["connections"]] == [u] and got["total"] == 1
+        assert n1.post("/user/device_quit", {"uid": u, "device_flag": 1}) == (200, {"status": 200})
+        wait_until(lambda: c.disconnects, 5, what="DISCONNECT on node 3 after device_quit on node 1")
+        assert c.disconnects[0].reason_code == wk.REASON_CONNECT_KICK
+        assert c.closed.wait(10), "the kicked connection was not closed"
+    finally:
+        c.close()
+
+
 def test_webhooks_delivered_after_failures(cluster, hook):
     n1, n2 = cluster.nodes[1], cluster.nodes[2]
     a, b = uniq("wa"), uniq("wb")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gevent
 
 from mesh.replication.replica import SlotReplica
-from mesh.storage.store import KIND_MSG
+from mesh.storage.entries import KIND_MSG
 
 
 class Host:

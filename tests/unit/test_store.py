@@ -4,7 +4,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from mesh.storage.store import KIND_MSG, KIND_NOOP, KIND_OP, Store
+from mesh.storage.entries import KIND_MSG, KIND_NOOP, KIND_OP
+from mesh.storage.store import Store
 
 
 def msg(idx, seq, channel="c1", term=1):
@@ -82,7 +83,8 @@ def test_reopen_keeps_everything(tmp_path):
 CRASHER = """
 import sys, gevent
 from gevent import monkey
-from mesh.storage.store import Store, KIND_MSG
+from mesh.storage.entries import KIND_MSG
+from mesh.storage.store import Store
 s = Store(sys.argv[1], flush_interval=3600)
 s.open()
 for i in range(1, 201):
