@@ -224,7 +224,12 @@ class SlotCore:
         goes back to what it was before the failed step (``commit_before``) and never
         beyond the durable log, so the leader's next appends can repair the log; what
         was handed to the applier stays handed (it was committed, with that content).
+        A leader (recovering: the failed write held adopted entries) steps down.
         """
+        if self.role == LEADER:
+            # what this leadership sent may rest on entries that are not durable here: it
+            # must not go on at this term (a new term comes from the controller)
+            self.step_down("log write failed")
         self.log.tail.clear()
         self.log.last_index, self.log.last_term = last_index, last_term
         self.durable_index = last_index

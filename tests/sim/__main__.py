@@ -12,11 +12,13 @@ import time
 from tests.sim.cluster import run
 
 
-def run_many(first: int, count: int, *, stop_after: int = 3, out=sys.stdout) -> tuple[int, int, list]:
+def run_many(first: int, count: int, *, stop_after: int = 3, out=sys.stdout, progress: int = 0) -> tuple[int, int, list]:
     """Run seeds first..first+count-1; returns (seeds run, faults injected, failing results)."""
     faults = 0
     failing = []
     for seed in range(first, first + count):
+        if progress and seed > first and (seed - first) % progress == 0:
+            print(f"... {seed - first} seeds, {faults} faults, {len(failing)} failing", file=out, flush=True)
         res = run(seed)
         faults += res.faults
         if res.violations:
@@ -44,7 +46,7 @@ def main() -> int:
             print("  ", v)
         return 1 if res.violations else 0
     t0 = time.monotonic()
-    n, faults, failing = run_many(a.first, a.seeds, stop_after=10**9)
+    n, faults, failing = run_many(a.first, a.seeds, stop_after=10**9, progress=5000)
     dt = time.monotonic() - t0
     violations = sum(len(r.violations) for r in failing)
     print(f"seeds run: {n}, faults injected: {faults}, violations: {violations} "

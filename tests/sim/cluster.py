@@ -204,6 +204,9 @@ class Sim:
             if rd.apply:  # committed all the same: they still go to the applier
                 node.apply_q.extend(rd.apply)
                 self._start_applier(node)
+            if node.leading and core.role != LEADER:
+                node.leading = 0
+                node.waiters = {}
             return FAILED  # nothing is sent or answered
         for peer, method, payload in rd.send:
             if method == wire.REPL_PREPARE:

@@ -315,3 +315,16 @@ def test_a_failed_write_reloads_the_durable_log_and_the_commit_index_from_before
     rd = persist(c, d)
     assert rd.cut == 1 and not rd.apply
     assert [e[:2] for e in d.entries] == [(1, 1), (2, 2), (3, 2)]
+
+
+def test_a_failed_write_during_recovery_steps_the_leader_down():
+    c, d = core(entries=ents((1, 1), (2, 1)))
+    c.tick(0)
+    c.become_leader(2)
+    c.on_prepare_reply(2, 2, {"ok": True, "last_index": 2, "last_term": 3, "commit": 0})
+    c.on_fetch_reply(2, 2, [list(e) for e in ents((1, 1), (2, 3))])
+    assert c.phase == "barrier"
+    c.take_ready()  # writing the adopted entries fails
+    c.reload(2, 1, commit_before=0)
+    assert c.role == FOLLOWER and c.append_request(2, heartbeat=True) is None
+    assert c.become_leader(2) is False  # this term is burned: a new one comes from the controller
