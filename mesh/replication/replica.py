@@ -101,6 +101,7 @@ class SlotReplica:
         self._leading = 0  # the term this shell runs leader machinery for (0: none)
         self._hard_unsaved: HardState | None = None
         self._ready_term = 0  # the term whose leadership ran the ready hook and serves
+        self._ready_started = 0  # the term whose ready hook greenlet was started
         self.last_contact = 0.0
         self.stopped = False
         self.loaded = gevent.event.Event()
@@ -299,11 +300,20 @@ class SlotReplica:
         message sequencer, whose seqs continue from the applied state).
         """
         c = self.core
-        if c.role != LEADER or not c.ready or self._ready_term == c.term or self._applying \
-                or c.applied_done < c.barrier:
+        if c.role != LEADER or not c.ready or self._ready_term == c.term or self._ready_started == c.term \
+                or self._applying or c.applied_done < c.barrier:
             return
-        self._ready_term = c.term
-        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, c.term,
+        # in its own greenlet (like the recovery before): a hook that takes long must not
+        # hold up the sender or the writer that happened to commit the barrier
+        self._ready_started = c.term
+        gevent.spawn(self._run_ready_hook, c.term)
+
+    def _run_ready_hook(self, term: int) -> None:
+        c = self.core
+        if c.role != LEADER or c.term != term or not c.ready:
+            return
+        self._ready_term = term  # serving from here: the hook below resets the sequencer before any yield
+        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, term,
                  (time.monotonic() - self.led_at) * 1000, c.last_index, c.commit_index)
         if self.ready_hook is not None:
             try:
