@@ -10,7 +10,7 @@ APT_DEPS := etcd:etcd-server etcdctl:etcd-client redis-server:redis-server hapro
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install apt-deps run run-without run-node test test-unit test-cluster lint clean docs bench-idle chaos \
-	bench bench-compare profile
+	bench bench-compare profile simulate
 
 install: apt-deps $(VENV)/.installed tests/clients/js/node_modules/.installed
 
@@ -63,6 +63,12 @@ test-unit: install
 
 test-cluster: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/cluster
+
+# The replication core under seeded fault schedules (tests/sim), e.g. `make simulate SEEDS=50000`;
+# replay one seed with `.venv/bin/python -m tests.sim --seed S --trace`.
+SEEDS ?= 10000
+simulate: install
+	$(PY) -m tests.sim --seeds $(SEEDS)
 
 # 10 minutes of kill -9 and restart of a random node under load, then the replica checker.
 chaos: install

@@ -27,7 +27,7 @@ import gevent
 from coordinator.cluster_view import ClusterView
 from coordinator.etcd_client import Etcd
 from coordinator.membership import Membership
-from coordinator.slot_table import SlotTable, check_invariants, plan
+from coordinator.slot_table import SlotTable, check_invariants, plan, stuck_slots
 from coordinator.table_rebuild import NodeReport, has_data, rebuild
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
@@ -60,6 +60,8 @@ class Controller:
         self.slots_key = etcd.key("slots")
         self._was_controller = False
         self._members_seen: frozenset[int] = frozenset()
+        self._stuck_seen: dict[int, tuple[int, int, float]] = {}  # slot -> (term, leader, not ready since)
+        self._recheck: gevent.Greenlet | None = None
         self._members_changed_at = time.monotonic()
         self._loop = WakeLoop("controller pass", self._pass, interval=2.0, settle=0.05, logger=log)
         view.listen(self._loop.wake)
@@ -142,14 +144,20 @@ class Controller:
             log.error("slot table has %d slots but cluster.slotCount is %d; keeping the table",
                       current.slot_count, self.slot_count)
         positions = None
+        stuck = set() if fresh else stuck_slots(current, view.status, self._stuck_seen, time.monotonic(), live)
+        if stuck:
+            log.warning("slot(s) %s: leader not serving for too long; moving them", sorted(stuck)[:8])
+        if self._stuck_seen and (self._recheck is None or self._recheck.dead):
+            # a not-ready leader may become stuck without any etcd change: look again
+            self._recheck = gevent.spawn_later(1.0, self._loop.wake)
         if self.positions is not None and not fresh:
-            needing = {s.id for s in current.slots if s.leader not in live}
+            needing = {s.id for s in current.slots if s.leader not in live} | stuck
             if needing:
                 positions = self.positions(current, needing)
         new = rebuilt if rebuilt is not None else \
             plan(current, live, draining=view.draining, removed=view.removed, no_lead=view.stepdown,
                  status=view.status,
-                 positions=positions, fresh=fresh, max_copies=self.max_copies)
+                 positions=positions, fresh=fresh, max_copies=self.max_copies, stuck=stuck)
         if new.version == current.version and not fresh:
             return
         problems = [p for p in check_invariants(new, live) if "no leader" not in p]

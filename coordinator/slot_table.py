@@ -75,15 +75,17 @@ class SlotStatus:
     ready: bool = False  # recovery done and the barrier of this term committed
     in_sync: frozenset[int] = frozenset()  # members whose log reaches the commit index
     last_index: int = 0
+    stuck: bool = False  # not ready, or no answers from a majority, for too long: move the slot
 
     def to_json(self) -> dict:
         return {"term": self.term, "leader": self.leader, "ready": self.ready,
-                "in_sync": sorted(self.in_sync), "last_index": self.last_index}
+                "in_sync": sorted(self.in_sync), "last_index": self.last_index, "stuck": self.stuck}
 
     @classmethod
     def from_json(cls, d: Mapping) -> SlotStatus:
         return cls(int(d["term"]), int(d["leader"]), bool(d.get("ready")),
-                   frozenset(int(x) for x in d.get("in_sync", [])), int(d.get("last_index", 0)))
+                   frozenset(int(x) for x in d.get("in_sync", [])), int(d.get("last_index", 0)),
+                   bool(d.get("stuck")))
 
 
 @dataclass
@@ -138,6 +140,41 @@ class SlotTable:
 
 Position = tuple[int, int]  # (last log term, last log index) of one replica of one slot
 
+STUCK_AFTER = 5.0  # seconds a slot's leader may stay not ready before the controller moves the slot
+
+
+def stuck_slots(table: SlotTable, status: Mapping[int, SlotStatus], seen: dict[int, tuple[int, int, float]],
+                now: float, live: Iterable[int], bound: float = STUCK_AFTER) -> set[int]:
+    """Slots whose live leader has not served for longer than ``bound``: to be moved.
+
+    ``seen[slot]`` = (term, leader, since): when this (term, leader) was first seen
+    without a report; the caller keeps it between rounds (this function updates it). A
+    leader that reports itself stuck (not ready without progress, or without a
+    majority's answers, for its own bound, or named at a term it may not lead) counts
+    at once; one that reports itself not stuck is trusted (its recovery may take long
+    on a big log); one that reports nothing for ``bound`` seconds is stuck.
+    """
+    live_set = set(live)
+    out: set[int] = set()
+    for s in table.slots:
+        if not s.leader or s.leader not in live_set:
+            seen.pop(s.id, None)
+            continue
+        st = status.get(s.id)
+        current = st is not None and st.term == s.term and st.leader == s.leader
+        if current and st.stuck:
+            out.add(s.id)
+            continue
+        if current:
+            seen.pop(s.id, None)
+            continue
+        first = seen.get(s.id)
+        if first is None or first[:2] != (s.term, s.leader):
+            seen[s.id] = (s.term, s.leader, now)
+        elif now - first[2] > bound:
+            out.add(s.id)
+    return out
+
 
 class _Ctx:
     def __init__(self, table: SlotTable, live: set[int], drain: set[int], removed: set[int],
@@ -180,7 +217,7 @@ def plan(table: SlotTable, live: Iterable[int], *, draining: Iterable[int] = (),
          removed: Iterable[int] = (), no_lead: Iterable[int] = (),
          status: Mapping[int, SlotStatus] | None = None,
          positions: Mapping[int, Mapping[int, Position]] | None = None,
-         fresh: bool = False, max_copies: int = 8) -> SlotTable:
+         fresh: bool = False, max_copies: int = 8, stuck: Iterable[int] = ()) -> SlotTable:
     """The next slot table (version + 1 if anything changed).
 
     ``draining``: live nodes handing their slots over before leaving.
@@ -192,6 +229,8 @@ def plan(table: SlotTable, live: Iterable[int], *, draining: Iterable[int] = (),
     voter when a leader died.
     ``fresh``: no slot holds data yet (a new cluster): members join as voters.
     ``max_copies``: most slots copying to a learner at once.
+    ``stuck``: slots whose leader is alive but does not serve (``stuck_slots``): they get
+    a new term, with another live voter as leader when there is one.
     """
     live_set = set(live)
     new = table.copy()
@@ -200,6 +239,11 @@ def plan(table: SlotTable, live: Iterable[int], *, draining: Iterable[int] = (),
 
     for s in new.slots:
         _ensure_leader(ctx, s)
+    for sid in sorted(set(stuck)):
+        s = new.slots[sid] if 0 <= sid < len(new.slots) else None
+        if s is not None and s.id not in ctx.changed and s.leader:
+            others = [n for n in s.replicas if n in ctx.live and n != s.leader and n not in ctx.removed]
+            _set_leader(ctx, s, _best(ctx, s, others) if others else s.leader)
     for s in new.slots:
         if s.id not in ctx.changed and s.leader and ctx.ready(s):
             _one_voter_change(ctx, s)

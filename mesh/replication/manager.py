@@ -34,6 +34,7 @@ log = logging.getLogger("mesh.replication.manager")
 
 DROP_GRACE = 30.0  # seconds a slot must stay outside our membership before its data is dropped
 COMPACT_EVERY = 30.0
+TICK = 0.25  # seconds between the leaders' core ticks
 
 
 class Replication:
@@ -80,7 +81,8 @@ class Replication:
         self.node.membership.on_session_change(self._roles_loop.wake)
         self._roles_loop.start()
         self._status_loop.start()
-        self._greenlets = [gevent.spawn(self._compact_loop), gevent.spawn(self._lag_loop)]
+        self._greenlets = [gevent.spawn(self._compact_loop), gevent.spawn(self._lag_loop),
+                           gevent.spawn(self._tick_loop)]
 
     def stop(self) -> None:
         self._roles_loop.stop()
@@ -199,13 +201,20 @@ class Replication:
             self._published_lease = m.lease
         for r in list(self.replicas.values()):
             s = table.slots[r.slot] if r.slot < len(table.slots) else None
-            if r.role != LEADER or s is None or s.leader != self.node_id or s.term != r.term:
+            if s is None or s.leader != self.node_id:
                 continue
-            want = {"term": r.term, "leader": self.node_id, "ready": r.ready, "in_sync": sorted(r.in_sync()),
-                    "last_index": r.last_index}
+            if r.role == LEADER and s.term == r.term:
+                want = {"term": r.term, "leader": self.node_id, "ready": r.ready, "in_sync": sorted(r.in_sync()),
+                        "last_index": r.last_index, "stuck": r.stuck}
+            elif r.core.refused_term == s.term:
+                # named leader at a term it may not lead: ask the controller for a new one
+                want = {"term": s.term, "leader": self.node_id, "ready": False, "in_sync": [],
+                        "last_index": r.last_index, "stuck": True}
+            else:
+                continue
             pub = self._published.get(r.slot)
-            if pub is not None and {k: pub[k] for k in ("term", "ready", "in_sync")} == \
-                    {k: want[k] for k in ("term", "ready", "in_sync")}:
+            if pub is not None and {k: pub.get(k) for k in ("term", "ready", "in_sync", "stuck")} == \
+                    {k: want[k] for k in ("term", "ready", "in_sync", "stuck")}:
                 continue
             etcd.put(etcd.key("slotstate", r.slot), json.dumps(want), lease=m.lease)
             self._published[r.slot] = want
@@ -316,6 +325,17 @@ class Replication:
             finally:
                 self._snapshotting.discard(r.slot)
         gevent.spawn(run)
+
+    def _tick_loop(self) -> None:
+        """Time for the leaders' cores: recovery rounds that stall restart, stuck leaders say so."""
+        while True:
+            gevent.sleep(TICK)
+            for r in list(self.replicas.values()):
+                if r.role == LEADER:
+                    try:
+                        r.tick()
+                    except Exception:
+                        log.exception("slot %d: tick failed", r.slot)
 
     def _lag_loop(self) -> None:
         """``skein_replication_lag_entries{slot,node}``: how far each replica of the slots led here trails."""

@@ -1,32 +1,23 @@
-"""One slot's replicated log on this node, as leader, follower or learner.
+"""One slot's replicated log on this node: the gevent shell around ``SlotCore``.
 
-The protocol is Raft's log replication with elections delegated to the controller:
-the slot table in etcd names the leader and the term, and a node only leads while
-the table names it and its etcd session is alive.
+Every decision (term checks, the append consistency check and conflict cuts, the
+commit index, recovery, in-sync members, next-index backoff) is made by the pure
+``mesh.replication.core.SlotCore``; this module only does the I/O it asks for:
 
-Leader (``become_leader(term)``): it first *recovers* — asks every voter to
-``prepare(term)`` (a voter that answers rejects appends of any older term from then
-on) and waits for a majority; if a responder has a longer (term, index) log it
-fetches the missing entries and adopts that log; then it appends a NOOP barrier of
-its term. Entries are appended locally (group commit) and sent to every follower
-and learner by one sender greenlet each; an entry is committed once a majority of
-the *voters* (leader included) have it durably and it belongs to the current term
-(or precedes such an entry). Only then are writers answered. When the barrier
-commits the slot is *ready*: everything before it is committed and applied.
-
-Follower (``on_append``): refuses older terms; checks that its log matches the
-leader's at ``prev_idx``; drops a conflicting uncommitted suffix (entries of an old
-term that the new leader does not have — never acknowledged); appends durably;
-applies what the leader says is committed.
-
-Committed entries are applied in order to the slot's ``SlotState`` on every replica;
-the leader additionally runs the side effects (delivery, webhooks) through hooks.
+* persists what a core ``Ready`` names — hard state, log cut, entries — before any
+  answer or request leaves (``_step``);
+* sends the leader's appends (one sender greenlet per follower and learner, paced
+  by heartbeats, coalesced per peer by ``append_pipe``) and recovery requests;
+* writes the leader's own entries (one writer greenlet, group commit);
+* applies committed entries to the slot's ``SlotState`` in one place (``_apply``):
+  each entry once, in index order, whichever greenlet handed them over; the leader
+  also runs the side-effect hook, which must not block.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import deque
 from typing import Any, Protocol
 
 import gevent
@@ -37,8 +28,11 @@ import msgpack
 from mesh.im.slot_state import SlotState
 from mesh.net import wire
 from mesh.net.transport import MeshError, RemoteError
-from mesh.storage.entries import KIND_MSG, KIND_NOOP, KIND_OP
+from mesh.replication.core import FOLLOWER, LEADER, NONE, HardState, NotLeader, Ready, SlotCore
+from mesh.storage.entries import KIND_MSG, KIND_OP
 from mesh.storage.log_store import LogStore, StoreError
+
+__all__ = ["FOLLOWER", "LEADER", "NONE", "NotLeader", "ReplicaHost", "SlotReplica"]
 
 
 class ReplicaHost(Protocol):
@@ -68,18 +62,22 @@ class ReplicaHost(Protocol):
     def count_truncated(self, n: int) -> None:
         """Count ``n`` uncommitted entries dropped by a conflict truncation."""
 
+
 log = logging.getLogger("mesh.replication.replica")
 
-NONE, FOLLOWER, LEADER = "none", "follower", "leader"
-BATCH = 1000  # entries per append request
-TAIL = 2000  # recent entries kept in memory per slot (followers further behind read the store)
 HEARTBEAT = 0.3
 SNAPSHOT_EVERY = 20000  # applied entries between snapshots
-IN_SYNC_SLACK = 2000  # entries a member may trail the commit index and still count as in sync
 
 
-class NotLeader(Exception):
-    """This replica cannot accept the write now (not leader, not ready, lost its term)."""
+class _StoreReader:
+    __slots__ = ("store", "slot")
+
+    def __init__(self, store: LogStore, slot: int) -> None:
+        self.store = store
+        self.slot = slot
+
+    def read_entries(self, first: int, last: int) -> list[tuple]:
+        return self.store.read_entries(self.slot, first, last)
 
 
 class SlotReplica:
@@ -89,167 +87,193 @@ class SlotReplica:
         self.node_id = mgr.node_id
         self.store = mgr.store
         self.state = SlotState(slot)
-        self.role = NONE
-        self.term = 0  # highest term known
-        self.leader_id = 0
-        self.ready = False
-        self.last_index = 0
-        self.last_term = 0
-        self.commit_index = 0
+        self.core = SlotCore(self.node_id, slot, _StoreReader(self.store, slot), session_alive=mgr.session_alive)
         self.snapshot_index = 0
-        self.durable_index = 0  # leader: last index durable locally
-        self.tail: OrderedDict[int, tuple] = OrderedDict()  # idx -> entry, recent ones
-        self.lock = gevent.lock.RLock()  # serialises log changes (append, truncate, recovery)
+        self.lock = gevent.lock.RLock()  # serialises core steps with their log writes
         self.waiters: dict[int, gevent.event.AsyncResult] = {}
         self.meta: dict[int, Any] = {}  # leader-only facts about a pending entry (sender connection...)
-        self.match: dict[int, int] = {}
-        self.next_index: dict[int, int] = {}
         self.senders: dict[int, gevent.Greenlet] = {}
-        self.voters: list[int] = []
-        self.learners: list[int] = []
-        self._unflushed: list[tuple] = []
-        self._flush_event = gevent.event.Event()
         self._send_event = gevent.event.Event()
+        self._flush_event = gevent.event.Event()
         self._writer: gevent.Greenlet | None = None
-        self._recovery: gevent.Greenlet | None = None
-        self.caught_up = False  # follower: has reached the commit index the leader reported
-        self.leader_commit_seen = 0
+        self._apply_q: deque[tuple] = deque()
+        self._applying = False
+        self._leading = 0  # the term this shell runs leader machinery for (0: none)
+        self._hard_unsaved: HardState | None = None
+        self._ready_term = 0  # the term whose leadership ran the ready hook and serves
+        self._ready_started = 0  # the term whose ready hook greenlet was started
         self.last_contact = 0.0
         self.stopped = False
         self.loaded = gevent.event.Event()
-        self.apply_hook = None  # leader side effects: fn(replica, entry, meta)
+        self.apply_hook = None  # leader side effects: fn(replica, entry, meta); must not block
         self.ready_hook = None  # fn(replica, applied index when elected), once the leader is ready
         self.applied_at_election = 0
+        self.led_at = 0.0
+
+    # ------------------------------------------------------------------ views of the core
+    role = property(lambda self: self.core.role)
+    term = property(lambda self: self.core.term)
+    leader_id = property(lambda self: self.core.leader_id)
+    ready = property(lambda self: self.core.ready and self._ready_term == self.core.term)
+    last_index = property(lambda self: self.core.last_index)
+    last_term = property(lambda self: self.core.last_term)
+    commit_index = property(lambda self: self.core.commit_index)
+    durable_index = property(lambda self: self.core.durable_index)
+    caught_up = property(lambda self: self.core.caught_up)
+    leader_commit_seen = property(lambda self: self.core.leader_commit_seen)
+    match = property(lambda self: self.core.match)
+    voters = property(lambda self: self.core.voters)
+    learners = property(lambda self: self.core.learners)
+    stuck = property(lambda self: self.core.stuck)
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
         snap = self.store.load_snapshot(self.slot)
+        snap_idx = snap_term = 0
         if snap is not None:
-            idx, term, blob = snap
+            snap_idx, snap_term, blob = snap
             self.state = SlotState.from_snapshot(self.slot, msgpack.unpackb(blob, raw=False, strict_map_key=False))
-            self.snapshot_index = idx
-            self.commit_index = idx
-        self.last_index, self.last_term = self.store.last_entry(self.slot)
-        if self.last_index < self.snapshot_index:
-            self.last_index, self.last_term = self.snapshot_index, snap[1] if snap else 0
-        self.durable_index = self.last_index
-        self.state.applied = self.snapshot_index
-        if self.last_index:
-            log.info("slot %d loaded: snapshot at %d, log to %d (term %d)", self.slot, self.snapshot_index,
-                     self.last_index, self.last_term)
+        last_index, last_term = self.store.last_entry(self.slot)
+        if last_index < snap_idx:
+            last_index, last_term = snap_idx, snap_term
+        term, led = self.store.load_hard_state(self.slot)
+        self.snapshot_index = snap_idx
+        self.state.applied = snap_idx
+        self.core = SlotCore(self.node_id, self.slot, _StoreReader(self.store, self.slot),
+                             hard=HardState(term, led), last_index=last_index, last_term=last_term,
+                             snapshot_index=snap_idx, snapshot_term=snap_term,
+                             session_alive=self.mgr.session_alive)
+        self.core.now = time.monotonic()
+        if last_index or term:
+            log.info("slot %d loaded: snapshot at %d, log to %d (term %d), hard state term %d led %d", self.slot,
+                     snap_idx, last_index, last_term, term, led)
+
+    def _reload_log(self, commit_before: int | None = None) -> None:
+        """After a failed log write: believe the store again about where the log ends."""
+        last_index, last_term = self.store.last_entry(self.slot)
+        if last_index < self.snapshot_index:
+            last_index, last_term = self.snapshot_index, self.core.log.snapshot_term
+        self.core.reload(last_index, last_term, commit_before)
 
     # ------------------------------------------------------------------ log access
     def entries(self, first: int, last: int) -> list[tuple]:
         """Entries first..last (inclusive), from memory when recent, else from the store."""
-        if first > last:
-            return []
-        if first in self.tail:
-            out = []
-            for i in range(first, last + 1):
-                e = self.tail.get(i)
-                if e is None:
-                    break
-                out.append(e)
-            if len(out) == last - first + 1:
-                return out
-            return out + self.store.read_entries(self.slot, first + len(out), last)
-        return self.store.read_entries(self.slot, first, last)
+        return self.core.log.entries(first, last)
 
     def term_at(self, idx: int) -> int:
-        if idx == 0:
-            return 0
-        if idx == self.last_index:
-            return self.last_term
-        e = self.tail.get(idx)
-        if e is not None:
-            return e[1]
-        got = self.store.read_entries(self.slot, idx, idx)
-        return got[0][1] if got else -1
+        return self.core.log.term_at(idx)
 
-    def _remember(self, entries: list[tuple]) -> None:
-        tail = self.tail
-        for e in entries:
-            if e[2] == KIND_MSG and type(e[3]) is list:
-                # a tuple of plain values is untracked by the cycle collector: long-lived
-                # messages held here then cost nothing at each full collection
-                e = (e[0], e[1], e[2], tuple(e[3]))
-            tail[e[0]] = e
-        while len(tail) > TAIL:
-            tail.popitem(last=False)
+    # ------------------------------------------------------------------ driving the core
+    def _step(self, fn, *args) -> Any:
+        """Run one core step, persist what it asks for, then send, apply and report."""
+        failed = None
+        with self.lock:
+            commit_before = self.core.commit_index
+            result = fn(*args)
+            rd = self.core.take_ready()
+            try:
+                self._persist(rd, commit_before)
+            except StoreError as exc:
+                failed = exc  # nothing is sent or answered; committed entries still get applied
+        self._after(rd)
+        if failed is not None:
+            raise failed
+        return result
 
-    def _forget_after(self, idx: int) -> None:
-        for i in [i for i in self.tail if i > idx]:
-            del self.tail[i]
+    def _persist(self, rd: Ready, commit_before: int) -> None:
+        hard = rd.hard or self._hard_unsaved
+        try:
+            if hard is not None:
+                self._hard_unsaved = hard  # kept for a retry if this write fails
+                self.store.save_hard_state(self.slot, hard.term, hard.led)
+                self._hard_unsaved = None
+            if rd.cut is not None:
+                log.warning("slot %d: discarding %d unacknowledged entr%s after %d (not on the leader's log)",
+                            self.slot, rd.truncated, "y" if rd.truncated == 1 else "ies", rd.cut)
+                self.store.truncate_after(self.slot, rd.cut)
+                self.mgr.count_truncated(rd.truncated)
+            if rd.persist:
+                self.store.append(self.slot, rd.persist)
+        except StoreError as exc:
+            log.error("slot %d: log write failed (%s); reloading the log position", self.slot, exc)
+            rd.send.clear()
+            self.core.recovery_failed()
+            self._reload_log(commit_before)
+            raise
+
+    def _after(self, rd: Ready) -> None:
+        term = self.core.term
+        for peer, method, payload in rd.send:
+            gevent.spawn(self._recovery_request, peer, method, payload, term)
+        if rd.apply:
+            self._apply(rd.apply)
+        if self._leading and (self.core.role != LEADER or self.core.term != self._leading):
+            self._left_leadership("lost the term")
+        self._maybe_ready()
+        if rd.status:
+            self.mgr.status_changed(self)
+        if self.core.role == LEADER:
+            self.mgr.in_sync_maybe_changed(self)
+
+    def tick(self) -> None:
+        if self.core.role == LEADER:
+            self._step(self.core.tick, time.monotonic())
+            if self.core.unflushed:
+                self._wake_writer()
 
     # ------------------------------------------------------------------ roles
     def set_config(self, voters: list[int], learners: list[int]) -> None:
-        self.voters = list(voters)
-        self.learners = list(learners)
-        if self.role == LEADER:
+        self._step(self.core.set_config, voters, learners)
+        if self.core.role == LEADER:
             self._sync_senders()
 
     def become_follower(self, term: int, leader: int) -> None:
-        if term > self.term:
-            self.term = term
-        if self.role == LEADER:
-            self.step_down(f"node {leader} leads at term {term}")
-            # it held everything it committed; the new leader's first append says otherwise if not
-            self.caught_up = True
-        # a follower that was caught up stays so across a change of leader until the new
-        # leader's first append (a heartbeat away) shows it is behind: leadership moves
-        # must not take healthy nodes out of the load balancer
-        self.role = FOLLOWER
-        self.leader_id = leader
+        self._step(self.core.become_follower, term, leader)
 
     def become_none(self) -> None:
-        if self.role == LEADER:
-            self.step_down("no longer a replica")
-        self.role = NONE
-        self.leader_id = 0
+        self._step(self.core.become_none)
 
     def become_leader(self, term: int) -> None:
         """Lead at ``term`` (the table says so): recover, then serve when the barrier commits."""
-        if self.role == LEADER and self.term == term:
+        if self.core.role == LEADER and self.core.term == term:
             return
-        if term < self.term:
-            log.warning("slot %d: table names us leader at term %d but term %d was promised", self.slot, term,
-                        self.term)
+        self.core.now = time.monotonic()
+        if self._leading:
+            self._left_leadership(f"leading again at term {term}")
+        was = self.state.applied
+        if not self._step(self.core.become_leader, term):
+            log.warning("slot %d: the table names us leader at term %d, which may not be led here "
+                        "(term %d known, term %d led before); waiting for a new term", self.slot, term,
+                        self.core.term, self.core.hard.led)
             return
-        same_leader = self.role == LEADER
-        self.term = term
-        self.role = LEADER
-        self.leader_id = self.node_id
-        self.ready = False
-        if not same_leader:
-            self.applied_at_election = self.state.applied
-            self._fail_waiters("leadership changed")
-            self.match = {}
-            self.next_index = {}
-        # An older recovery still running notices the term change at its next check and
-        # stops on its own; it is never killed, so it never stops halfway through a write.
-        self._recovery = gevent.spawn(self._recover, term)
+        self._leading = term
+        self.led_at = time.monotonic()
+        self.applied_at_election = was
+        self._fail_waiters("leadership changed")
+        self._sync_senders()
+        if self.core.unflushed:
+            self._wake_writer()
 
     def nudge(self) -> None:
         """Wake the leader's senders now instead of at the next heartbeat."""
         self._send_event.set()
 
     def step_down(self, why: str) -> None:
-        log.info("slot %d: stepping down at term %d (%s)", self.slot, self.term, why)
-        with self.lock:  # the writer is not mid-write while we hold the lock
-            self.ready = False
-            self.role = FOLLOWER
-            if self._unflushed:
-                # Entries proposed but not yet handed to the store: never acknowledged, drop them.
-                self._unflushed = []
-                self._forget_after(self.durable_index)
-                self.last_index = self.durable_index
-                self.last_term = self.term_at(self.last_index)
-        self._recovery = None  # it stops by itself at its next term check
-        for g in self.senders.values():
-            g.kill(block=False)
-        self.senders = {}
-        self._fail_waiters(why)
+        log.info("slot %d: stepping down at term %d (%s)", self.slot, self.core.term, why)
+        self._step(self.core.step_down, why)  # under the lock: the writer is not mid-write
+        if self._leading:
+            self._left_leadership(why)
         self.mgr.status_changed(self)
+
+    def _left_leadership(self, why: str) -> None:
+        self._leading = 0
+        me = gevent.getcurrent()
+        for g in self.senders.values():
+            if g is not me:
+                g.kill(block=False)
+        self.senders = {}
+        self._ready_term = 0
+        self._fail_waiters(why)
 
     def _fail_waiters(self, why: str) -> None:
         waiters, self.waiters = self.waiters, {}
@@ -260,171 +284,80 @@ class SlotReplica:
 
     def stop(self) -> None:
         self.stopped = True
-        if self.role == LEADER:
+        if self.core.role == LEADER:
             self.step_down("stopping")
-        self.role = NONE
+        self.core.role = NONE
         if self._writer is not None:
             self._writer.kill(block=False)
 
     def is_serving(self) -> bool:
-        return self.role == LEADER and self.ready and self.mgr.session_alive()
+        return self.core.is_serving() and self._ready_term == self.core.term
 
-    # ------------------------------------------------------------------ leader: recovery
-    def _recover(self, term: int) -> None:
-        t0 = time.monotonic()
-        try:
-            while not self.stopped and self.role == LEADER and self.term == term:
-                try:
-                    if self._try_recover(term):
-                        break
-                except MeshError as exc:
-                    # the node holding the longest log left or timed out mid-fetch: collect the
-                    # promises again (a slot whose recovery gave up here stayed unready for good)
-                    log.warning("slot %d: recovery at term %d: %s; retrying", self.slot, term, exc)
-                gevent.sleep(0.2)
-            else:
-                return
-            with self.lock:
-                if self.role != LEADER or self.term != term:
-                    return
-                self._sync_senders()
-                barrier = self._append_local([(KIND_NOOP, None)])
-            ar = self.waiters[barrier]
-            ar.get()  # raises NotLeader if we lose the term first
-            if self.role != LEADER or self.term != term:
-                return
-            self.ready = True
-            if self.ready_hook is not None:
-                try:
-                    self.ready_hook(self, self.applied_at_election)
-                except Exception:
-                    log.exception("slot %d: leader-ready hook failed", self.slot)
-            log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, term,
-                     (time.monotonic() - t0) * 1000, self.last_index, self.commit_index)
-            self.mgr.status_changed(self)
-        except NotLeader:
+    def _maybe_ready(self) -> None:
+        """Once the barrier is committed and applied: run the ready hook, then serve.
+
+        The hook runs before any proposal of this leadership is accepted (it resets the
+        message sequencer, whose seqs continue from the applied state).
+        """
+        c = self.core
+        if c.role != LEADER or not c.ready or self._ready_term == c.term or self._ready_started == c.term \
+                or self._applying or c.applied_done < c.barrier:
             return
-        except gevent.GreenletExit:
-            raise
-        except Exception:
-            log.exception("slot %d: recovery at term %d failed", self.slot, term)
+        # in its own greenlet (like the recovery before): a hook that takes long must not
+        # hold up the sender or the writer that happened to commit the barrier
+        self._ready_started = c.term
+        gevent.spawn(self._run_ready_hook, c.term)
 
-    def _try_recover(self, term: int) -> bool:
-        """Collect promises from a majority of voters; adopt the most up-to-date log among them."""
-        answers: dict[int, dict] = {self.node_id: {"ok": True, "last_index": self.last_index,
-                                                   "last_term": self.last_term, "commit": self.commit_index}}
-        others = [v for v in self.voters if v != self.node_id]
-
-        def ask(v: int) -> None:
+    def _run_ready_hook(self, term: int) -> None:
+        c = self.core
+        if c.role != LEADER or c.term != term or not c.ready:
+            return
+        self._ready_term = term  # serving from here: the hook below resets the sequencer before any yield
+        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, term,
+                 (time.monotonic() - self.led_at) * 1000, c.last_index, c.commit_index)
+        if self.ready_hook is not None:
             try:
-                r = self.mgr.request(v, wire.REPL_PREPARE, [self.slot, term, self.node_id], timeout=1.0)
-                if r.get("ok"):
-                    answers[v] = r
-                elif r.get("term", 0) > term:
-                    self.term = max(self.term, r["term"])
-            except MeshError:
-                pass
-        gevent.joinall([gevent.spawn(ask, v) for v in others], timeout=1.5)
-        need = len(self.voters) // 2 + 1
-        if self.node_id not in self.voters:
-            return False
-        if len(answers) < need:
-            log.info("slot %d: recovery at term %d has %d/%d promises; waiting", self.slot, term, len(answers), need)
-            return False
-        best_node, best = max(answers.items(), key=lambda kv: (kv[1]["last_term"], kv[1]["last_index"]))
-        if (best["last_term"], best["last_index"]) > (self.last_term, self.last_index):
-            log.info("slot %d: adopting node %s's longer log (%d@%d > %d@%d)", self.slot, best_node,
-                     best["last_index"], best["last_term"], self.last_index, self.last_term)
-            self._adopt_from(best_node, term, best["last_index"])
-        return True
+                self.ready_hook(self, self.applied_at_election)
+            except Exception:
+                log.exception("slot %d: leader-ready hook failed", self.slot)
+        self.mgr.status_changed(self)
 
-    def _adopt_from(self, node: int, term: int, upto: int) -> None:
-        start = self.commit_index + 1
-        while start <= upto:
-            end = min(upto, start + 4999)
-            got = self.mgr.request(node, wire.REPL_FETCH, [self.slot, term, start, end], timeout=10.0)
-            entries = [tuple(e) for e in got]
-            if not entries:
-                raise NotLeader(f"node {node} returned no entries from {start}")
-            with self.lock:
-                if self.role != LEADER or self.term != term:
-                    raise NotLeader("term changed during recovery")
-                self._merge(entries)
-            start = entries[-1][0] + 1
-
-    def _merge(self, entries: list[tuple]) -> None:
-        """Append ``entries`` (which follow a matching prefix), dropping our conflicting suffix."""
-        first_new = None
-        for e in entries:
-            idx = e[0]
-            if idx <= self.last_index:
-                if self.term_at(idx) == e[1]:
-                    continue
-                if idx <= self.commit_index:
-                    log.error("slot %d: committed entry %d conflicts with the leader's; refusing", self.slot, idx)
-                    raise NotLeader("conflict below the commit index")
-                self._truncate(idx - 1)
-            first_new = idx
-            break
-        if first_new is None:
-            return
-        new = [e for e in entries if e[0] >= first_new]
-        if new[0][0] != self.last_index + 1:
-            log.error("slot %d: merge of %d..%d does not follow the log (%d)", self.slot, new[0][0], new[-1][0],
-                      self.last_index)
-            raise NotLeader("log continuity check failed")
-        self.store.append(self.slot, new)
-        self._remember(new)
-        self.last_index, self.last_term = new[-1][0], new[-1][1]
-        self.durable_index = self.last_index
-
-    def _truncate(self, idx: int) -> None:
-        dropped = self.last_index - idx
-        log.warning("slot %d: discarding %d unacknowledged entr%s after %d (not on the leader's log)", self.slot,
-                    dropped, "y" if dropped == 1 else "ies", idx)
-        self.store.truncate_after(self.slot, idx)
-        self._forget_after(idx)
-        self.last_index = idx
-        self.last_term = self.term_at(idx) if idx else 0
-        self.durable_index = min(self.durable_index, idx)
-        self.mgr.count_truncated(dropped)
+    # ------------------------------------------------------------------ leader: recovery requests
+    def _recovery_request(self, peer: int, method: str, payload: Any, term: int) -> None:
+        try:
+            reply = self.mgr.request(peer, method, payload, timeout=10.0 if method == wire.REPL_FETCH else 1.0)
+        except MeshError as exc:
+            log.info("slot %d: recovery %s to node %s failed: %s", self.slot, method, peer, exc)
+            reply = None
+        try:
+            if method == wire.REPL_PREPARE:
+                self._step(self.core.on_prepare_reply, peer, term, reply)
+            else:
+                self._step(self.core.on_fetch_reply, peer, term, reply)
+        except StoreError:
+            pass  # logged; the core starts a new recovery round
+        if self.core.unflushed:
+            self._wake_writer()
+        self._send_event.set()
 
     # ------------------------------------------------------------------ leader: proposing
-    def _append_local(self, items: list[tuple[int, Any]]) -> int:
-        """Add entries of the current term to the log; returns the last index. Caller holds the lock."""
-        entries = []
-        for kind, data in items:
-            self.last_index += 1
-            e = (self.last_index, self.term, kind, data)
-            entries.append(e)
-            self.waiters[self.last_index] = gevent.event.AsyncResult()
-        self.last_term = self.term
-        self._remember(entries)
-        self._unflushed.extend(entries)
-        self._flush_event.set()
-        self._send_event.set()
-        if self._writer is None or self._writer.dead:
-            self._writer = gevent.spawn(self._write_loop)
-        return self.last_index
-
     def propose(self, kind: int, data: Any, meta: Any = None) -> gevent.event.AsyncResult:
         """Append one entry; the result resolves with the apply result once committed."""
-        if not self.is_serving():
-            raise NotLeader(f"slot {self.slot} is not served here")
-        idx = self._append_local([(kind, data)])
-        if meta is not None:
-            self.meta[idx] = meta
-        return self.waiters[idx]
+        return self.propose_many([(kind, data, meta)])[0]
 
     def propose_many(self, items: list[tuple[int, Any, Any]]) -> list[gevent.event.AsyncResult]:
-        if not self.is_serving():
-            raise NotLeader(f"slot {self.slot} is not served here")
-        last = self._append_local([(k, d) for k, d, _m in items])
+        last = self.core.propose([(k, d) for k, d, _m in items])
         first = last - len(items) + 1
+        out = []
         for i, (_k, _d, m) in enumerate(items):
+            ar = gevent.event.AsyncResult()
+            self.waiters[first + i] = ar
             if m is not None:
                 self.meta[first + i] = m
-        return [self.waiters[i] for i in range(first, last + 1)]
+            out.append(ar)
+        self._wake_writer()
+        self._send_event.set()
+        return out
 
     def propose_op(self, op: str, args: dict, timeout: float = 10.0) -> Any:
         """Replicate a metadata operation and return its result (blocks until committed)."""
@@ -434,65 +367,62 @@ class SlotReplica:
         except gevent.Timeout:
             raise NotLeader(f"slot {self.slot}: no majority within {timeout:.0f}s") from None
 
+    def _wake_writer(self) -> None:
+        self._flush_event.set()
+        if self._writer is None or self._writer.dead:
+            self._writer = gevent.spawn(self._write_loop)
+
     def _write_loop(self) -> None:
         while not self.stopped:
-            if not self._unflushed:
+            if not self.core.unflushed:
                 self._flush_event.clear()
                 self._flush_event.wait()
                 continue
             with self.lock:  # never interleave with a follower-side merge or truncation
-                batch, self._unflushed = self._unflushed, []
-                if not batch or self.role != LEADER:
-                    continue
-                if batch[0][0] != self.durable_index + 1:
-                    log.error("slot %d: append of %d..%d does not follow the durable log (%d); stepping down",
-                              self.slot, batch[0][0], batch[-1][0], self.durable_index)
-                    self.step_down("log continuity check failed")
+                batch = self.core.take_unflushed()
+                if not batch or self.core.role != LEADER:
                     continue
                 try:
                     self.store.append(self.slot, batch)
                 except StoreError as exc:
                     log.error("slot %d: local append failed (%s); stepping down", self.slot, exc)
+                    self.core.unflushed = batch + self.core.unflushed  # step_down drops them
                     self.step_down("local store failure")
+                    self._reload_log()
                     return
-                self.durable_index = max(self.durable_index, batch[-1][0])
-            self._advance_commit()
+            self._step(self.core.persisted, batch[-1][0])
 
     # ------------------------------------------------------------------ leader: replication
     def _sync_senders(self) -> None:
-        targets = {n for n in self.voters + self.learners if n != self.node_id}
+        targets = {n for n in self.core.voters + self.core.learners if n != self.node_id}
         for n in list(self.senders):
             if n not in targets:
                 self.senders.pop(n).kill(block=False)
         for n in targets:
             g = self.senders.get(n)
-            if g is not None and not g.dead and getattr(g, "term", None) == self.term:
+            if g is not None and not g.dead and getattr(g, "term", None) == self.core.term:
                 continue
             if g is not None:
                 g.kill(block=False)
-            self.next_index.setdefault(n, self.last_index + 1)
-            self.match.setdefault(n, 0)
-            g = gevent.spawn(self._sender, n, self.term)
-            g.term = self.term
+            g = gevent.spawn(self._sender, n, self.core.term)
+            g.term = self.core.term
             self.senders[n] = g
 
     def _sender(self, peer: int, term: int) -> None:
         backoff = 0.05
-        while self.role == LEADER and self.term == term and not self.stopped:
-            nxt = self.next_index.get(peer, self.last_index + 1)
-            if nxt > self.last_index:
+        core = self.core
+        while core.role == LEADER and core.term == term and not self.stopped and self.core is core:
+            req = core.append_request(peer)
+            if req is None:
                 self._send_event.clear()
                 # heartbeats of every slot fall on the same ticks, so the append pipe sends
                 # them to each peer as one request
                 self._send_event.wait(timeout=HEARTBEAT - time.monotonic() % HEARTBEAT + 0.001)
-            nxt = self.next_index.get(peer, self.last_index + 1)
-            last = min(self.last_index, nxt + BATCH - 1)
+                req = core.append_request(peer, heartbeat=True)
+                if req is None:
+                    continue
             try:
-                entries = self.entries(nxt, last) if nxt <= last else []
-                prev = nxt - 1
-                req = [self.slot, term, self.node_id, prev, self.term_at(prev), [list(e) for e in entries],
-                       self.commit_index]
-                r = self.mgr.append(peer, req, timeout=5.0)
+                r = self.mgr.append(peer, list(req), timeout=5.0)
             except (MeshError, StoreError) as exc:
                 if not isinstance(exc, RemoteError):
                     gevent.sleep(backoff)
@@ -502,65 +432,53 @@ class SlotReplica:
                     gevent.sleep(0.5)
                 continue
             backoff = 0.05
-            if self.role != LEADER or self.term != term:
-                return
-            if r.get("ok"):
-                self.match[peer] = max(self.match.get(peer, 0), r["match"])
-                self.next_index[peer] = self.match[peer] + 1
-                self._advance_commit()
-                self.mgr.in_sync_maybe_changed(self)
-            elif r.get("term", 0) > term:
-                log.info("slot %d: node %s knows term %d > %d; stepping down", self.slot, peer, r["term"], term)
-                self.term = max(self.term, r["term"])
-                self.step_down("a newer term exists")
-                return
-            else:
-                hint = int(r.get("last_index", nxt - 1))
-                self.next_index[peer] = max(1, min(nxt - 1, hint + 1))
-
-    def _advance_commit(self) -> None:
-        if self.role != LEADER:
-            return
-        voters = self.voters or [self.node_id]
-        positions = sorted((self.durable_index if v == self.node_id else self.match.get(v, 0) for v in voters),
-                           reverse=True)
-        n = positions[len(voters) // 2]
-        if n > self.commit_index and self.term_at(n) == self.term:
-            if not self.mgr.session_alive():
-                return  # fenced: no etcd session, no acknowledgements
-            self.commit_index = n
-            # followers learn the new commit index with the next append or heartbeat
-            self._apply_committed()
+            self.core.now = time.monotonic()
+            self._step(core.on_append_reply, peer, req, r)
 
     # ------------------------------------------------------------------ applying
-    def _apply_committed(self) -> None:
-        while self.state.applied < self.commit_index:
-            first = self.state.applied + 1
-            last = min(self.commit_index, first + 4999)
-            for e in self.entries(first, last):
-                result = None
-                kind = e[2]
-                try:
-                    if kind == KIND_MSG:
-                        self.state.apply_msg(e[0], e[3])
-                    elif kind == KIND_OP:
-                        result = self.state.apply_op(e[0], e[3][0], e[3][1])
-                    else:
-                        self.state.applied = e[0]
-                except Exception:
-                    log.exception("slot %d: applying entry %d failed", self.slot, e[0])
-                    self.state.applied = e[0]
-                ar = self.waiters.pop(e[0], None)
-                meta = self.meta.pop(e[0], None)
-                if self.role == LEADER and self.apply_hook is not None and kind == KIND_MSG:
-                    try:
-                        self.apply_hook(self, e, meta)
-                    except Exception:
-                        log.exception("slot %d: side effects of entry %d failed", self.slot, e[0])
-                if ar is not None and not ar.ready():
-                    ar.set(result)
+    def _apply(self, entries: list[tuple]) -> None:
+        """Apply committed entries in order; a call while another is applying only queues them."""
+        self._apply_q.extend(entries)
+        if self._applying:
+            return
+        self._applying = True
+        try:
+            q = self._apply_q
+            while q:
+                e = q.popleft()
+                self._apply_one(e)
+        finally:
+            self._applying = False
+        self._maybe_ready()
         if self.state.applied - self.snapshot_index >= SNAPSHOT_EVERY:
             self.mgr.schedule_snapshot(self)
+
+    def _apply_one(self, e: tuple) -> None:
+        if e[0] != self.state.applied + 1:
+            log.error("slot %d: entry %d handed to apply after %d; skipped", self.slot, e[0], self.state.applied)
+            return
+        result = None
+        kind = e[2]
+        try:
+            if kind == KIND_MSG:
+                self.state.apply_msg(e[0], e[3])
+            elif kind == KIND_OP:
+                result = self.state.apply_op(e[0], e[3][0], e[3][1])
+            else:
+                self.state.applied = e[0]
+        except Exception:
+            log.exception("slot %d: applying entry %d failed", self.slot, e[0])
+            self.state.applied = e[0]
+        self.core.applied_to(e[0])
+        ar = self.waiters.pop(e[0], None)
+        meta = self.meta.pop(e[0], None)
+        if self.core.role == LEADER and self.apply_hook is not None and kind == KIND_MSG:
+            try:
+                self.apply_hook(self, e, meta)
+            except Exception:
+                log.exception("slot %d: side effects of entry %d failed", self.slot, e[0])
+        if ar is not None and not ar.ready():
+            ar.set(result)
 
     def snapshot(self) -> None:
         idx = self.state.applied
@@ -573,68 +491,25 @@ class SlotReplica:
 
     # ------------------------------------------------------------------ follower side
     def on_prepare(self, term: int, leader: int) -> dict:
-        if term < self.term:
-            return {"ok": False, "term": self.term}
-        if term > self.term and self.role == LEADER:
-            self.term = term
-            self.step_down(f"node {leader} prepares term {term}")
-        self.term = term
-        if leader != self.node_id:
-            self.role = FOLLOWER
-            self.leader_id = leader
-        return {"ok": True, "last_index": self.last_index, "last_term": self.last_term, "commit": self.commit_index}
+        return self._step(self.core.on_prepare, wire.Prepare(self.slot, term, leader))
 
     def on_append(self, term: int, leader: int, prev_idx: int, prev_term: int, entries: list, commit: int) -> dict:
-        if term < self.term:
-            return {"ok": False, "term": self.term, "last_index": self.last_index}
-        with self.lock:
-            if term > self.term or self.role == LEADER:
-                if self.role == LEADER:
-                    self.term = term
-                    self.step_down(f"node {leader} appends at term {term}")
-                self.term = term
-            self.role = FOLLOWER
-            self.leader_id = leader
-            self.last_contact = time.monotonic()
-            if prev_idx > self.last_index:
-                return {"ok": False, "term": self.term, "last_index": self.last_index}
-            if prev_idx > self.commit_index and self.term_at(prev_idx) != prev_term:
-                return {"ok": False, "term": self.term, "last_index": max(self.commit_index, prev_idx - BATCH)}
-            if entries:
-                self._merge([tuple(e) for e in entries])
-            match = prev_idx + len(entries)
-            new_commit = min(commit, match)
-            self.leader_commit_seen = commit
-            if new_commit > self.commit_index:
-                self.commit_index = new_commit
-                self._apply_committed()
-            was = self.caught_up
-            self.caught_up = self.last_index >= commit and self.commit_index >= commit
-            if self.caught_up != was:
-                self.mgr.status_changed(self)
-            return {"ok": True, "term": self.term, "match": match, "last_index": self.last_index}
+        self.last_contact = time.monotonic()
+        return self._step(self.core.on_append, wire.Append(self.slot, term, leader, prev_idx, prev_term, entries,
+                                                            commit))
 
     def on_fetch(self, first: int, last: int) -> list:
-        return [list(e) for e in self.entries(first, min(last, self.last_index))]
+        return self.core.on_fetch(wire.Fetch(self.slot, self.core.term, first, last))
 
     # ------------------------------------------------------------------ introspection
     def in_sync(self) -> frozenset[int]:
-        """Members close enough to the commit index to take over leadership or be promoted.
-
-        A follower that is being fed normally trails the commit index by a batch in
-        flight, so "in sync" allows ``IN_SYNC_SLACK`` entries; otherwise the set would
-        flap under load and every flap is an etcd write watched by every node.
-        """
-        if self.role != LEADER:
-            return frozenset()
-        members = set(self.voters + self.learners)
-        floor = self.commit_index - IN_SYNC_SLACK
-        return frozenset({self.node_id} | {n for n in members if self.match.get(n, 0) >= max(1, floor)
-                                           or (self.commit_index == 0)})
+        """Members close enough to the commit index to take over leadership or be promoted."""
+        return self.core.in_sync()
 
     def info(self) -> dict:
-        return {"slot": self.slot, "role": self.role, "term": self.term, "leader": self.leader_id,
-                "ready": self.ready, "last_index": self.last_index, "last_term": self.last_term,
-                "commit_index": self.commit_index, "applied": self.state.applied,
-                "snapshot_index": self.snapshot_index, "caught_up": self.caught_up,
-                "match": dict(self.match) if self.role == LEADER else {}}
+        c = self.core
+        return {"slot": self.slot, "role": c.role, "term": c.term, "leader": c.leader_id,
+                "ready": c.ready, "last_index": c.last_index, "last_term": c.last_term,
+                "commit_index": c.commit_index, "applied": self.state.applied,
+                "snapshot_index": self.snapshot_index, "caught_up": c.caught_up, "stuck": c.stuck,
+                "match": dict(c.match) if c.role == LEADER else {}}

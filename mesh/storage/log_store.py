@@ -84,6 +84,14 @@ class LogStore(Protocol):
         """Set a node-wide key (not a slot's); durable on return."""
 
     # ------------------------------------------------------------------ housekeeping
+    def save_hard_state(self, slot: int, term: int, led: int) -> None:
+        """Make a slot's hard state durable before returning: the highest term this node knows
+        (promised to a leader or seen in its appends) and the last term it led. Replication
+        calls it before answering a promise or an append, so it must not return early."""
+
+    def load_hard_state(self, slot: int) -> tuple[int, int]:
+        """(term, led) last saved for ``slot`` by ``save_hard_state``; (0, 0) if never saved."""
+
     def compact(self, slot: int, upto: int) -> None:
         """Move ``slot``'s entries with index <= ``upto`` to the slot's archive.
 

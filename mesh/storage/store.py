@@ -375,6 +375,18 @@ class Store:
     def put_meta(self, key: str, value: str) -> None:
         self._submit(_Write("meta", 0, (key, value)))
 
+    def save_hard_state(self, slot: int, term: int, led: int) -> None:
+        """Make a slot's hard state durable: the highest term known and the last term led here."""
+        self.put_meta(f"hard/{int(slot)}", f"{int(term)}:{int(led)}")
+
+    def load_hard_state(self, slot: int) -> tuple[int, int]:
+        """(term, led) last saved for ``slot``; (0, 0) if none."""
+        raw = self.get_meta(f"hard/{int(slot)}")
+        if not raw:
+            return 0, 0
+        term, led = raw.split(":")
+        return int(term), int(led)
+
     def compact(self, slot: int, upto: int) -> None:
         """Move this slot's committed entries (idx <= upto) from ``hot`` to ``arch_<slot>`` (DuckDB only)."""
         w = _Write("compact", slot, upto)
