@@ -139,6 +139,8 @@ def test_conn_kick_of_a_connection_on_node3_through_node1_closes_it_within_1s(cl
             body["node_id"] = 3
         elif how == "op_node_id":
             body["op_node_id"] = 3
+        else:  # found through presence, which is written to Redis shortly after the login
+            wait_until(lambda: n1.post("/user/onlinestatus", [u])[1] != [], 5, what="presence of the connection")
         t = time.monotonic()
         assert n1.post("/conn/kick", body) == (200, {"status": 200})
         assert c.closed.wait(1.0), "the kicked connection was not closed within 1 s"
