@@ -44,7 +44,7 @@ from typing import Any
 from gateway import jsonrpc
 from gateway import wkproto as wk
 from gateway.outbound import MAX_BATCH_FRAMES, Outbound
-from gateway.ports import DEVICE_LEVEL_MASTER, Delivery, SendRequest, SendResult, SessionHost
+from gateway.ports import DEVICE_LEVEL_MASTER, DEVICE_LEVEL_SLAVE, Delivery, SendRequest, SendResult, SessionHost
 from gateway.session_crypto import (
     CryptoError,
     SessionCipher,
@@ -274,7 +274,10 @@ class Session:
             mt = self.gw.cfg_manager_token
             return wk.REASON_SUCCESS if mt and token == mt else wk.REASON_AUTH_FAIL
         suffix = self.gw.cfg_visitors_suffix
-        if not self.gw.cfg_token_auth or (suffix and uid.endswith(suffix)):
+        if suffix and uid.endswith(suffix):
+            self.device_level = DEVICE_LEVEL_SLAVE  # a visitor: no token, slave level (as in WuKongIM)
+            return wk.REASON_SUCCESS
+        if not self.gw.cfg_token_auth:
             return wk.REASON_SUCCESS
         res = self.gw.authenticate(uid, device_flag, token)
         self.device_level = res.device_level

@@ -306,3 +306,12 @@ def test_slow_client_is_closed(gw):
     for _ in range(gw.max_pending_frames + 1):
         c.s.write_frame(b"\x80")
     assert c.s.state == CLOSED
+
+
+def test_visitor_connects_without_a_token_at_slave_level(gw):
+    """customerService.visitorsSuffix: no token check, and the session is slave-level (WuKongIM's rule)."""
+    v = Client(gw, uid="guest___vstr", token="")
+    assert v.connect().reason_code == wk.REASON_SUCCESS
+    assert v.s.state == AUTHED and v.s.device_level == 0
+    u = Client(gw, uid="u1", token="t1")
+    assert u.connect().reason_code == wk.REASON_SUCCESS and u.s.device_level == 1
