@@ -16,7 +16,7 @@ import falcon
 import gevent
 import gevent.pool
 
-from api.cluster_shapes import node_configs
+from api.cluster_shapes import leaders_info, node_configs
 from mesh.net import wire
 from mesh.net.transport import MeshError
 
@@ -167,20 +167,6 @@ class TransferLeadership:
         resp.media = {"status": 200, "leader": self.node.view.controller}
 
 
-def _leaders_info(node) -> dict[int, dict]:
-    """Replica info of every slot, asked from the nodes that lead them."""
-    out: dict[int, dict] = {}
-
-    def ask(pid: int) -> None:
-        try:
-            for info in node.mesh.request(pid, wire.REPL_STATUS, None, timeout=2.0):
-                out[info["slot"]] = info
-        except MeshError:
-            pass
-    gevent.joinall([gevent.spawn(ask, pid) for pid in node.view.members], timeout=3)
-    return out
-
-
 class ClusterReplication:
     """`GET /cluster/replication`: per slot the leader, term and each replica's log index and lag."""
 
@@ -189,7 +175,7 @@ class ClusterReplication:
 
     def on_get(self, req, resp):
         table = self.node.view.table
-        infos = _leaders_info(self.node)
+        infos = leaders_info(self.node)
         slots = []
         for s in (table.slots if table else []):
             info = infos.get(s.id)
@@ -219,7 +205,7 @@ class ClusterDataVersion:
 
     def on_get(self, req, resp):
         local = {r["slot"]: r for r in self.node.replication.info()}
-        infos = _leaders_info(self.node)
+        infos = leaders_info(self.node)
         table = self.node.view.table
         slots = []
         for s in (table.slots if table else []):

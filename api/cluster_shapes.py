@@ -19,6 +19,10 @@ import calendar
 import time
 
 import falcon
+import gevent
+
+from mesh.net import wire
+from mesh.net.transport import MeshError
 
 JOINED = 3
 JOINED_TEXT = "已加入"
@@ -46,6 +50,20 @@ def _put(out: dict, key: str, value) -> None:
     """WuKongIM's ``omitempty``: zero, empty and None are left out."""
     if value:
         out[key] = value
+
+
+def leaders_info(node) -> dict[int, dict]:
+    """Replica info of every slot, asked from the nodes that lead them."""
+    out: dict[int, dict] = {}
+
+    def ask(pid: int) -> None:
+        try:
+            for info in node.mesh.request(pid, wire.REPL_STATUS, None, timeout=2.0):
+                out[info["slot"]] = info
+        except MeshError:
+            pass
+    gevent.joinall([gevent.spawn(ask, pid) for pid in node.view.members], timeout=3)
+    return out
 
 
 def node_configs(node, *, simple: bool = False) -> list[dict]:
@@ -106,11 +124,9 @@ class AllSlots:
         self.node = node
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        from api.cluster_admin import _leaders_info
-
         view = self.node.view
         table = view.table
-        infos = _leaders_info(self.node)
+        infos = leaders_info(self.node)
         data = []
         for s in sorted(table.slots if table else [], key=lambda s: s.id):
             info = infos.get(s.id)
@@ -130,11 +146,9 @@ class RaftStatus:
         self.node = node
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        from api.cluster_admin import _leaders_info
-
         view = self.node.view
         table = view.table
-        infos = _leaders_info(self.node)
+        infos = leaders_info(self.node)
         slots = []
         for s in sorted(table.slots if table else [], key=lambda s: s.id):
             info = infos.get(s.id)
