@@ -391,6 +391,10 @@ class SlotCore:
             self.last_ack[peer] = self.now
             nxt = req.prev_idx + 1
             hint = int(reply.get("last_index", nxt - 1))
+            if hint < self.match.get(peer, 0):
+                # it no longer holds what it acknowledged (its data was restored from an older
+                # backup, or lost): go on from what it has (the commit index never goes back)
+                self.match[peer] = max(0, hint)
             self.next_index[peer] = max(1, min(nxt - 1, hint + 1), self.match.get(peer, 0) + 1)
 
     def _advance_commit(self) -> None:

@@ -328,3 +328,18 @@ def test_a_failed_write_during_recovery_steps_the_leader_down():
     c.reload(2, 1, commit_before=0)
     assert c.role == FOLLOWER and c.append_request(2, heartbeat=True) is None
     assert c.become_leader(2) is False  # this term is burned: a new one comes from the controller
+
+
+def test_a_follower_that_lost_acknowledged_entries_is_sent_them_again():
+    """A replica restored from an older backup rejects appends past its log: the leader goes back to
+    what it has instead of retrying at its old match position for ever."""
+    c, d = core()
+    lead(c, d, 1)
+    last = c.log.last_index
+    assert c.match[2] == last
+    req = c.append_request(2, heartbeat=True)
+    assert req.prev_idx == last
+    c.on_append_reply(2, req, {"ok": False, "term": 1, "last_index": 0})  # node 2 came back with nothing
+    again = c.append_request(2, heartbeat=False)
+    assert again.prev_idx == 0 and [e[0] for e in again.entries][:1] == [1]
+    assert c.commit_index == last  # the commit index never goes back
