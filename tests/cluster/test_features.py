@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from urllib.parse import parse_qs
 
 import pytest
@@ -24,7 +23,7 @@ from gateway.client import ClientError, WKClient
 from mesh.im.channel_rules import subscribers_cmd_channel
 from tests.support.clients import easy_sdk, js_sdk
 from tests.support.ports import free_port
-from tests.support.servers import Cluster, wait_until
+from tests.support.servers import Cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -66,15 +65,10 @@ def cluster(hooks):
                           "webhook.msgNotifyEventPushInterval": "200ms"})
     try:
         c.start()
-        n1 = c.nodes[1]
-        wait_until(lambda: all(s["ready"] for s in n1.get("/cluster/slots")[1]["slots"]), 30, what="slots ready")
+        c.wait_slots_ready()
         yield c
     finally:
         c.close()
-
-
-def uniq(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:8]
 
 
 def tok(node, uid, flag=1, level=1):

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import gevent
 import gevent.pool
@@ -27,7 +26,7 @@ import pytest
 
 from gateway import wkproto as wk
 from gateway.client import WKClient
-from tests.support.servers import ROOT, Cluster, http, wait_until
+from tests.support.servers import ROOT, Cluster, http, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -41,15 +40,10 @@ def cluster():
                           "limits.httpFromUidBurst": HTTP_UID_RATE})
     try:
         c.start()
-        n1 = c.nodes[1]
-        wait_until(lambda: all(s["ready"] for s in n1.get("/cluster/slots")[1]["slots"]), 30, what="slots ready")
+        c.wait_slots_ready()
         yield c
     finally:
         c.close()
-
-
-def uniq(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:8]
 
 
 def tok(node, uid: str) -> None:

@@ -46,8 +46,7 @@ def cluster():
     c = Cluster(3, extra={"conn.outboundMaxBytes": MAX_BYTES, "conn.outboundMaxDelay": f"{MAX_DELAY}s"})
     try:
         c.start()
-        n1 = c.nodes[1]
-        wait_until(lambda: all(s["ready"] for s in n1.get("/cluster/slots")[1]["slots"]), 30, what="slots ready")
+        c.wait_slots_ready()
         yield c
     finally:
         c.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 
 import pytest
 
@@ -19,7 +18,7 @@ from coordinator.slot_table import slot_of
 from gateway import wkproto as wk
 from gateway.client import WKClient
 from mesh.im.channel_rules import fake_channel_id
-from tests.support.servers import Cluster, wait_until
+from tests.support.servers import Cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -32,15 +31,10 @@ def cluster():
     c = Cluster(3)
     try:
         c.start()
-        n1 = c.nodes[1]
-        wait_until(lambda: all(s["ready"] for s in n1.get("/cluster/slots")[1]["slots"]), 30, what="slots ready")
+        c.wait_slots_ready()
         yield c
     finally:
         c.close()
-
-
-def uniq(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:8]
 
 
 def leader_of(cluster, key: str) -> int:

@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import yaml
@@ -250,6 +251,11 @@ class NodeProcess:
         return None
 
 
+def uniq(prefix: str) -> str:
+    """A name no other test uses (uids, channel ids)."""
+    return prefix + uuid.uuid4().hex[:8]
+
+
 def _set_path(d: dict, path: str, value: Any) -> None:
     parts = path.split(".")
     for p in parts[:-1]:
@@ -304,6 +310,11 @@ class Cluster:
         self.nodes[node_id] = node
         node.start(wait_healthy=wait)
         return node
+
+    def wait_slots_ready(self, timeout: float = 30, via: int = 1) -> None:
+        """Wait until every slot has a ready leader, as node ``via`` sees the table."""
+        n = self.nodes[via]
+        wait_until(lambda: all(s["ready"] for s in n.get("/cluster/slots")[1]["slots"]), timeout, what="slots ready")
 
     def live_nodes(self) -> list[NodeProcess]:
         return [n for n in self.nodes.values() if n.proc and n.proc.alive()]
