@@ -109,6 +109,7 @@ class SlotReplica:
         self.ready_hook = None  # fn(replica, applied index when elected), once the leader is ready
         self.applied_at_election = 0
         self.led_at = 0.0
+        self.barrier_at = 0.0  # when this leadership's barrier committed (recovery done; applying follows)
 
     # ------------------------------------------------------------------ views of the core
     role = property(lambda self: self.core.role)
@@ -203,6 +204,8 @@ class SlotReplica:
 
     def _after(self, rd: Ready) -> None:
         term = self.core.term
+        if rd.became_ready:
+            self.barrier_at = time.monotonic()
         for peer, method, payload in rd.send:
             gevent.spawn(self._recovery_request, peer, method, payload, term)
         if rd.apply:
@@ -313,8 +316,11 @@ class SlotReplica:
         if c.role != LEADER or c.term != term or not c.ready:
             return
         self._ready_term = term  # serving from here: the hook below resets the sequencer before any yield
-        log.info("slot %d: leader ready at term %d in %.0f ms (log %d, commit %d)", self.slot, term,
-                 (time.monotonic() - self.led_at) * 1000, c.last_index, c.commit_index)
+        now = time.monotonic()
+        log.info("slot %d: leader ready at term %d in %.0f ms (recovered in %.0f ms; applied from %d; log %d, "
+                 "commit %d)", self.slot, term, (now - self.led_at) * 1000,
+                 (max(self.barrier_at, self.led_at) - self.led_at) * 1000, self.applied_at_election, c.last_index,
+                 c.commit_index)
         if self.ready_hook is not None:
             try:
                 self.ready_hook(self, self.applied_at_election)
@@ -511,5 +517,6 @@ class SlotReplica:
         return {"slot": self.slot, "role": c.role, "term": c.term, "leader": c.leader_id,
                 "ready": c.ready, "last_index": c.last_index, "last_term": c.last_term,
                 "commit_index": c.commit_index, "applied": self.state.applied,
-                "snapshot_index": self.snapshot_index, "caught_up": c.caught_up, "stuck": c.stuck,
+                "snapshot_index": self.snapshot_index, "caught_up": c.caught_up, "stuck": c.stuck, "phase": c.phase,
+                "serving": self.is_serving(),
                 "match": dict(c.match) if c.role == LEADER else {}}

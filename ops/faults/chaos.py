@@ -120,6 +120,8 @@ def main() -> int:
         print("chaos result: " + json.dumps(rep), flush=True)
         print(f"longest time a slot refused writes (server side, per slot): {server_s:.2f}s (slot {server_slot}); "
               f"client-side longest outage: {rep['longest_refusal_s']:.2f}s ({CLIENT_REASON})", flush=True)
+        for secs, slot, began in monitor.windows(min_s=2.0)[:20]:
+            print(f"slot {slot} refused writes for {secs:.2f}s from {began - m0:.1f}s", flush=True)
         for sample in getattr(wl, "divergent_samples", [])[:5]:
             print("divergent replica sample:", sample, flush=True)
         ok = rep["lost"] == 0 and rep["duplicated"] == 0 and rep["gaps"] == 0 and rep["divergent"] == 0

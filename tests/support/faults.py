@@ -193,6 +193,20 @@ class SlotOutageMonitor:
         for s in body["slots"]:
             self.samples[s["slot"]].append((asked, bool(s["ready"] and s["leader"])))
 
+    def windows(self, min_s: float = 0.0) -> list[tuple[float, int, float]]:
+        """Every refusal run of at least ``min_s`` seconds: (seconds, slot, monotonic start), longest first."""
+        out = []
+        for slot, samples in self.samples.items():
+            start = None
+            for t, ok in sorted(samples):
+                if not ok and start is None:
+                    start = t
+                elif ok and start is not None:
+                    if t - start >= min_s:
+                        out.append((t - start, slot, start))
+                    start = None
+        return sorted(out, reverse=True)
+
     def longest(self) -> tuple[float, int | None, float | None]:
         """(seconds, slot, monotonic time it began) of the longest refusal of any slot."""
         worst, worst_slot, worst_start = 0.0, None, None

@@ -66,6 +66,26 @@ def test_merge_plan_skips_held_entries_and_cuts_at_the_first_conflict():
     assert log.merge_plan(ents((4, 1)), 0) == (None, ents((4, 1)))
 
 
+def test_merge_plan_reads_the_held_range_once_not_once_per_entry():
+    # a restarted node holds nothing in memory: a recovery fetch of its whole log made one
+    # store read per held entry (seconds for a busy slot, with the replica's lock held)
+    class CountingDisk(Disk):
+        reads = 0
+
+        def read_entries(self, first, last):
+            self.reads += 1
+            return super().read_entries(first, last)
+
+    d = CountingDisk(ents(*[(i, 1 if i <= 600 else 2) for i in range(1, 1001)]))
+    log = SlotLog(d, 1000, 2)
+    assert log.merge_plan(ents(*[(i, 1 if i <= 600 else 2) for i in range(1, 1001)]), 0) == (None, [])
+    assert d.reads <= 2
+    d.reads = 0
+    cut, new = log.merge_plan(ents(*[(i, 1 if i <= 700 else 3) for i in range(1, 1101)]), 600)
+    assert cut == 600 and new[0][:2] == (601, 1) and new[-1][:2] == (1100, 3)
+    assert d.reads <= 2
+
+
 def test_merge_plan_refuses_a_conflict_below_the_commit_index_and_a_gap():
     log = SlotLog(Disk(ents((1, 1), (2, 1))), 2, 1)
     with pytest.raises(LogConflict):
