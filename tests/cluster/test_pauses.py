@@ -36,12 +36,6 @@ pytestmark = pytest.mark.cluster
 
 FAST = {"cluster.leaseTTL": 2, "cluster.heartbeatInterval": "500ms"}
 BACKENDS = ("api", "tcp", "ws", "manager", "demo")
-# A slot whose leader's recovery fails (a peer it fetches from stops at that moment:
-# PeerUnreachable) stays not ready until something else moves it: issue 11 a (recovery
-# retries or gives the slot back), fixed in mesh/replication/. Until that is merged, a
-# restart that leaves a slot not ready is an expected failure (the exit times, the
-# replicas' contents and the version watcher are still asserted); remove then.
-ISSUE_11A = "issue 11 a, a slot's failed recovery is not retried"
 
 
 def busiest_leader(cluster, wl: Workload) -> int:
@@ -128,7 +122,7 @@ def test_graceful_restarts_after_a_freeze():
     with cluster_under_load(3, FAST, gunicorn=True, pairs=3, groups=2, group_size=3, rate=30) as (c, wl):
         watcher = VersionWatcher(c.nodes, hz=20)
         watcher.start()
-        gone, ready, late = [], [], []
+        gone, ready = [], []
         try:
             gevent.sleep(3)
             victim = busiest_leader(c, wl)
@@ -150,15 +144,10 @@ def test_graceful_restarts_after_a_freeze():
                         wait_until(lambda node=node: slots_ready(node), 10, interval=0.1,
                                    what=f"every slot ready after node {nid}'s restart")
                     except AssertionError:
-                        late.append(nid)
-                        try:
-                            wait_until(lambda node=node: slots_ready(node), 30, interval=0.2,
-                                       what=f"every slot ready after node {nid}'s restart (even late)")
-                        except AssertionError:
-                            stuck = [s["slot"] for s in http("GET", node.api + "/cluster/replication")[1]["slots"]
-                                     if not s["ready"]]
-                            pytest.xfail(f"{ISSUE_11A}: slot(s) {stuck} still not ready 40 s after node {nid}'s "
-                                         f"restart; processes gone after SIGTERM: {gone}")
+                        stuck = [s["slot"] for s in http("GET", node.api + "/cluster/replication")[1]["slots"]
+                                 if not s["ready"]]
+                        raise AssertionError(f"slot(s) {stuck} not ready 10 s after node {nid}'s restart; "
+                                             f"earlier restarts (node, seconds): {ready}") from None
                     ready.append((nid, round(time.monotonic() - t_up, 2)))
             gevent.sleep(2)
         finally:
@@ -168,5 +157,3 @@ def test_graceful_restarts_after_a_freeze():
             print(f"every slot ready after each restart (node, seconds after it was healthy): {ready}")
         wl.stop()
         check_replicas(wl, watcher)
-        if late:
-            pytest.xfail(f"{ISSUE_11A}: slots not ready within 10 s after the restart of node(s) {late}: {ready}")
