@@ -23,6 +23,10 @@ undelivered, and two outage figures side by side:
   resumes or its send times out (8 s), and after a kill it must notice, reconnect
   elsewhere and resend.
 
+Then every refusal window of 2 s or more (slot, length, when it began), longest first,
+to match against the fault printed just before it and the nodes' logs
+(``SKEIN_KEEP_TEST_DIRS=1`` keeps them).
+
     .venv/bin/python ops/faults/chaos.py --duration 600
 """
 from __future__ import annotations
