@@ -206,8 +206,10 @@ def event_meta(msg: dict | None, cmn: str, *, basic: bool = False, open_keys: di
         if snap is not None:
             raw = snap["text"] if isinstance(snap, dict) and snap.get("kind") == "text" else json.dumps(snap)
             out["stream_data"] = base64.b64encode(str(raw).encode()).decode()
-        out["end"] = 1 if main["status"] in ("closed", "error", "cancelled") else 0
-        out["end_reason"] = main["end_reason"]
+        if main["status"] in ("closed", "error", "cancelled"):
+            out["end"] = 1
+        if main["end_reason"]:
+            out["end_reason"] = main["end_reason"]  # the legacy fields are omitempty in WuKongIM
         if main["error"]:
             out["error"] = main["error"]
     return out
