@@ -4,8 +4,10 @@ CMD (``/message/send`` with ``header.sync_once=1``): stored in the channel's ``_
 log, returned by ``/message/sync`` to each member until ``/message/syncack``, absent from
 the group's history and from conversations, delivered live (the official JS SDK 1.0.4
 surfaces it to its CMD listeners), read positions moved by a master device's RECVACK and
-kept across the death of the uid's slot leader. System accounts: added on one node, in
-force on every node within a second; removed, the non-subscriber reason again.
+kept across the death of the uid's slot leader; a master device's RECVACK of a client's SyncOnce
+message moves the chat read position (WuKongIM's quirk). System accounts: added on one node, in
+force on every node within a second; removed, the non-subscriber reason again. Message events:
+live to v5 and JSON-RPC clients, eventsync, and ``event_meta`` on every read of WuKongIM §3.8.
 """
 from __future__ import annotations
 
@@ -485,8 +487,10 @@ def test_a_master_recvack_of_a_client_sync_once_message_moves_the_chat_read_posi
     tok(n1, b, flag=1, level=1)  # app: master
     tok(n1, b, flag=2, level=0)  # web: slave
     g = group(n2, [a, b])
-    conv_b = lambda: [c for c in n3.post("/conversation/sync", {"uid": b, "msg_count": 1})[1]  # noqa: E731
-                      if c["channel_id"] == g][0]
+
+    def conv_b() -> dict:
+        return [c for c in n3.post("/conversation/sync", {"uid": b, "msg_count": 1})[1] if c["channel_id"] == g][0]
+
     ca = client(n1, a)
     slave = WKClient(f"127.0.0.1:{n2.ports['tcp']}", b, "tk-" + b, device_flag=2)
     slave.connect()
