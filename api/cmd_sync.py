@@ -13,20 +13,11 @@ from __future__ import annotations
 
 import falcon
 
-from api.validate import body_of, str_field
+from api.validate import body_of, int_field, limit_field, required_str
 from mesh.im.cmd import SYNC_LIMIT_DEFAULT
 from mesh.im.messages import message_resp
 
 SYNC_LIMIT_MAX = 10000
-
-
-def _int(body: dict, name: str) -> int:
-    v = body.get(name, 0)
-    if v is None:
-        return 0
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise falcon.HTTPBadRequest(title=f"{name} must be an integer")
-    return v
 
 
 class CmdSync:
@@ -35,14 +26,9 @@ class CmdSync:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_of(req)
-        uid = str_field(body, "uid").strip()
-        if not uid:
-            raise falcon.HTTPBadRequest(title="uid is required")
-        _int(body, "message_seq")
-        limit = _int(body, "limit")
-        if limit < 0:
-            raise falcon.HTTPBadRequest(title="limit must not be negative")
-        limit = min(limit or SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX)
+        uid = required_str(body, "uid")
+        int_field(body, "message_seq", 0)  # ignored, as in WuKongIM
+        limit = limit_field(body, SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX)
         if self.node.cfg["disableCMDMessageSync"]:
             resp.media = []
             return
@@ -56,10 +42,8 @@ class CmdSyncAck:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_of(req)
-        uid = str_field(body, "uid").strip()
-        if not uid:
-            raise falcon.HTTPBadRequest(title="uid is required")
-        if _int(body, "last_message_seq") <= 0:
+        uid = required_str(body, "uid")
+        if int_field(body, "last_message_seq", 0) <= 0:
             raise falcon.HTTPBadRequest(title="last_message_seq must not be 0")
         if not self.node.cfg["disableCMDMessageSync"]:
             self.node.call_or_503(self.node.cmd.ack, uid)

@@ -17,7 +17,7 @@ import json
 
 import falcon
 
-from api.validate import body_of, int_field, str_field
+from api.validate import body_of, int_field, limit_field, required_str, str_field
 from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, agent_channel_id, fake_channel_id
 from mesh.net import wire
 
@@ -25,17 +25,11 @@ INT64_MAX = 2**63 - 1
 
 
 def _channel(body: dict) -> tuple[str, int]:
-    cid = str_field(body, "channel_id").strip()
-    if not cid:
-        raise falcon.HTTPBadRequest(title="channel_id is required")
-    return cid, int_field(body, "channel_type", 0, lo=0, hi=255)
+    return required_str(body, "channel_id"), int_field(body, "channel_type", 0, lo=0, hi=255)
 
 
 def _required(body: dict, name: str) -> str:
-    v = str_field(body, name, max_len=256).strip()
-    if not v:
-        raise falcon.HTTPBadRequest(title=f"{name} is required")
-    return v
+    return required_str(body, name, max_len=256)
 
 
 def _storage(cid: str, ctype: int, from_uid: str) -> str:
@@ -79,10 +73,7 @@ class MessageEventSync:
         body = body_of(req)
         cid, ctype = _channel(body)
         cmn = _required(body, "client_msg_no")
-        limit = int_field(body, "limit", 0)
-        if limit < 0:
-            raise falcon.HTTPBadRequest(title="limit must not be negative")
-        limit = min(limit or 200, 2000)
+        limit = limit_field(body, 200, 2000)
         from_uid = str_field(body, "from_uid").strip()
         sid = fake_channel_id(cid, from_uid) if ctype == PERSON and from_uid and "@" not in cid else cid
         got = self.node.call_or_503(self.node.router.call, sid, wire.EVT_SYNC, {

@@ -48,9 +48,9 @@ from mesh.im.channel_rules import (
     storage_id,
     subscribers_cmd_channel,
 )
+from mesh.im.events import message_resps
 from mesh.im.messages import message_resp
 from mesh.net import wire
-from mesh.storage.entries import M_CMN, M_SETTING
 
 log = logging.getLogger("api.messages")
 
@@ -205,21 +205,16 @@ class MessageSync(_Base):
         limit = int_field(body, "limit", 0, lo=0)
         limit = min(limit or SYNC_LIMIT_DEFAULT, SYNC_LIMIT_MAX)
         pull_mode = int_field(body, "pull_mode", 0, lo=0, hi=1)
+        mode = "basic" if str_field(body, "event_summary_mode").strip().lower() == "basic" else "full"
         sid = storage_of(self.node, cid, ctype, login_uid)
         got = self.call(self.node.router.call, sid, wire.MSG_SYNC,
-                        {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode})
+                        {"id": sid, "type": ctype, "start": start, "end": end, "limit": limit, "pull_mode": pull_mode,
+                         "summary_mode": mode})
         if not got["exists"] and ctype not in NEED_NO_CHANNEL:
             lenient("/channel/messagesync", "unknown channel", f"channel {cid!r} (type {ctype}) does not exist")
         msgs = got["messages"]
-        metas = got.get("event_meta") or {}
-        out = []
-        for m in msgs:
-            r = message_resp(m)
-            if m[M_CMN] in metas and m[M_SETTING] & wk.SETTING_STREAM:
-                r.update(metas[m[M_CMN]])
-            out.append(r)
         resp.media = {"start_message_seq": start, "end_message_seq": end, "more": 1 if len(msgs) >= limit else 0,
-                      "messages": out}
+                      "messages": message_resps(msgs, got.get("event_meta"))}
 
 
 class MessagesGet(_Base):

@@ -76,3 +76,19 @@ def check_uid(uid: str, name: str = "uid") -> str:
     if any(c in uid for c in SPECIAL):
         raise falcon.HTTPBadRequest(title=f"{name} must not contain '@', '#' or '&'")
     return uid
+
+
+def required_str(body: dict, name: str, *, max_len: int = 4096) -> str:
+    """A string field that must not be blank; surrounding blanks are dropped."""
+    v = str_field(body, name, max_len=max_len).strip()
+    if not v:
+        raise falcon.HTTPBadRequest(title=f"{name} is required")
+    return v
+
+
+def limit_field(body: dict, default: int, maximum: int, name: str = "limit") -> int:
+    """WuKongIM's page size: negative is refused, 0 or absent is ``default``, at most ``maximum``."""
+    n = int_field(body, name, 0)
+    if n < 0:
+        raise falcon.HTTPBadRequest(title=f"{name} must not be negative")
+    return min(n or default, maximum)

@@ -10,6 +10,10 @@ commits (``ensure_rows``). The read position only moves forward, by:
 * ``/message/syncack``: the window handed out by the uid's last ``/message/sync``;
 * a RECVACK of the message from one of the uid's master devices.
 
+A master device's RECVACK of a client's SyncOnce message (stored in the chat channel,
+not in a CMD log) moves the uid's chat conversation there instead, as in WuKongIM
+(``read``).
+
 Unlike WuKongIM, which keeps the last sync's window in one node's memory, the window
 and the positions are log operations of the uid's slot: they survive the death of
 that slot's leader, and a second device syncing through another node sees them.
@@ -17,11 +21,12 @@ that slot's leader, and a second device syncing through another node sees them.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 import gevent
 
-from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, TEMP, cmd_base, person_pair, visitor_of
+from mesh.im.channel_rules import AGENT, PERSON, SYSTEM_UID, TEMP, cmd_base, is_cmd, person_pair, visitor_of
 from mesh.net import wire
 from mesh.storage.entries import M_CHANNEL, M_CTYPE, M_FROM, M_SEQ
 
@@ -154,8 +159,18 @@ class CmdSync:
         gevent.spawn(run)
 
     def read(self, uid: str, sid: str, ctype: int, seq: int) -> None:
-        """A master device of ``uid`` acknowledged the CMD message ``seq`` of ``sid``."""
+        """A master device of ``uid`` acknowledged the SyncOnce message ``seq`` stored in ``sid``.
+
+        A CMD channel: its CMD row's read position. Any other channel (a client's SyncOnce
+        SEND takes the chat path): the uid's chat conversation there, as WuKongIM does
+        (§1.1's quirk); only forward, and only a row that exists.
+        """
+        if is_cmd(sid):
+            op, args = wire.CMD_READ, {"uid": uid, "id": sid, "type": ctype, "seq": seq}
+        else:
+            op, args = wire.CONV_SET, {"uid": uid, "id": sid, "type": ctype, "read_seq": seq, "raise_only": True,
+                                       "if_exists": True, "now": int(time.time())}
         try:
-            self.router.call(uid, wire.CMD_READ, {"uid": uid, "id": sid, "type": ctype, "seq": seq})
+            self.router.call(uid, op, args)
         except Exception as exc:
-            log.info("CMD read position of uid=%s in %s not moved: %s", uid, sid, exc)
+            log.info("read position of uid=%s in %s not moved by its RECVACK: %s", uid, sid, exc)

@@ -21,6 +21,7 @@ from collections import defaultdict
 import gevent
 
 from mesh.im.channel_rules import PERSON, SYSTEM_UID, fake_channel_id, person_peer
+from mesh.im.events import message_resps
 from mesh.im.messages import message_resp
 from mesh.net import wire
 from mesh.storage.entries import M_CMN, M_FROM, M_SEQ, M_TS
@@ -62,8 +63,8 @@ def build_sync(uid: str, rows: list, summaries: dict, *, msg_count: int, last_ms
 
     ``rows``: [stored channel id, type, read seq, deleted seq, created, updated];
     ``summaries[(stored id, type)]``: (last seq, recents newest first, the last seq
-    ``uid`` sent there) with recents already limited to seq >= the base position
-    chosen for that row.
+    ``uid`` sent there[, event fields of its stream messages by client_msg_no]) with
+    recents already limited to seq >= the base position chosen for that row.
     """
     out = []
     for sid, ctype, read_seq, _deleted, _created, _updated in rows:
@@ -76,7 +77,7 @@ def build_sync(uid: str, rows: list, summaries: dict, *, msg_count: int, last_ms
         summary = summaries.get((sid, ctype))
         if not summary:
             continue
-        _last_seq, recents, user_last = summary
+        _last_seq, recents, user_last, *metas = summary
         if not recents:
             continue
         newest = recents[0]
@@ -95,7 +96,7 @@ def build_sync(uid: str, rows: list, summaries: dict, *, msg_count: int, last_ms
             "channel_id": cid, "channel_type": ctype, "unread": unread, "timestamp": newest[M_TS],
             "last_msg_seq": newest_seq, "last_client_msg_no": newest[M_CMN], "offset_msg_seq": 0,
             "readed_to_msg_seq": readed, "version": newest[M_TS] * 1_000_000_000,
-            "recents": [message_resp(m) for m in recents],
+            "recents": message_resps(recents, metas[0] if metas else None),
         })
     out.sort(key=lambda c: (c["timestamp"], c["last_msg_seq"]), reverse=True)
     if page > 0:
@@ -130,7 +131,7 @@ def build_by_channels(uid: str, wanted: list[tuple[str, str, int]], rows: dict, 
     for cid, sid, ctype in wanted:
         row = rows.get((sid, ctype))
         read_seq = row[2] if row else 0
-        last, recents, user_last = summaries.get((sid, ctype), (0, [], 0))
+        last, recents, user_last, *_ = summaries.get((sid, ctype), (0, [], 0))
         newest = recents[0] if recents else None
         last_seq = newest[M_SEQ] if newest else last
         unread, readed = unread_of(last_seq, read_seq, user_last, newest[M_FROM] if newest else None, uid)
@@ -228,9 +229,9 @@ class Conversations:
         summaries: dict = {}
 
         def fetch(slot: int, chans: list) -> None:
-            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": chans, "uid": uid})
-            for (sid, ctype, _b, _n), (last, recents, user_last) in zip(chans, got):
-                summaries[(sid, ctype)] = (last, recents, user_last)
+            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": chans, "uid": uid, "with_meta": True})
+            for (sid, ctype, _b, _n), summary in zip(chans, got):
+                summaries[(sid, ctype)] = tuple(summary)
         _parallel(lambda kv: fetch(*kv), list(wanted.items()))
         return build_sync(uid, rows, summaries, msg_count=msg_count, last_msg_seqs=last_msg_seqs,
                           only_unread=only_unread, exclude_types=exclude_types, page=page, page_size=page_size)
@@ -245,17 +246,19 @@ class Conversations:
                 seen.setdefault((sid, ctype), {"channel_id": sid, "channel_type": ctype})
         return list(seen.values())
 
-    def _summaries(self, uid: str, chans: list[list]) -> dict:
-        """{(sid, type): (last seq, recents newest first, uid's last seq)} for [sid, type, base, count]."""
+    def _summaries(self, uid: str, chans: list[list], with_meta: bool = False) -> dict:
+        """{(sid, type): (last seq, recents newest first, uid's last seq[, event fields])} for [sid, type, base,
+        count]."""
         by_slot: dict[int, list] = defaultdict(list)
         for c in chans:
             by_slot[self.router.slot_of(c[0])].append(c)
         out: dict = {}
 
         def fetch(slot: int, part: list) -> None:
-            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": part, "uid": uid})
-            for (sid, ctype, _b, _n), (last, recents, user_last) in zip(part, got):
-                out[(sid, ctype)] = (last, recents, user_last)
+            got = self.router.call_slot(slot, wire.MSG_SUMMARIES, {"channels": part, "uid": uid,
+                                                                  "with_meta": with_meta})
+            for (sid, ctype, _b, _n), summary in zip(part, got):
+                out[(sid, ctype)] = tuple(summary)
         _parallel(lambda kv: fetch(*kv), list(by_slot.items()))
         return out
 
@@ -270,20 +273,21 @@ class Conversations:
         """Per (stored id, type, last_msg_seq): its window of messages and uid's last seq there."""
         windows = [(sid, ctype, *message_window(last, msg_count, order_by_last)) for sid, ctype, last in channels]
         summaries = self._summaries(uid, [[sid, ctype, base, msg_count if order_by_last else 0]
-                                          for sid, ctype, _pm, _start, base in windows])
+                                          for sid, ctype, _pm, _start, base in windows], with_meta=order_by_last)
         ascending: dict = {}
 
         def pull(sid: str, ctype: int, start: int) -> None:
             got = self.router.call(sid, wire.MSG_SYNC, {"id": sid, "type": ctype, "start": start, "end": 0,
                                                         "limit": msg_count, "pull_mode": 1})
-            ascending[(sid, ctype)] = got["messages"]
+            ascending[(sid, ctype)] = (got["messages"], got.get("event_meta"))
         if not order_by_last:
             _parallel(lambda w: pull(w[0], w[1], w[3]), windows)
         out = []
         for sid, ctype, _pm, _start, _base in windows:
-            _last, recents, user_last = summaries.get((sid, ctype), (0, [], 0))
-            msgs = recents if order_by_last else ascending.get((sid, ctype), [])
-            out.append({"channel_id": sid, "channel_type": ctype, "messages": [message_resp(m) for m in msgs],
+            _last, recents, user_last, *metas = summaries.get((sid, ctype), (0, [], 0))
+            msgs, meta = (recents, metas[0] if metas else None) if order_by_last else \
+                ascending.get((sid, ctype), ([], None))
+            out.append({"channel_id": sid, "channel_type": ctype, "messages": message_resps(msgs, meta),
                         "user_last_msg_seq": user_last})
         return out
 

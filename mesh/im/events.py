@@ -23,15 +23,18 @@ or ``event_meta``.
 """
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import OrderedDict
 from typing import Any
 
 from mesh.im.channel_rules import SYSTEM_UID
+from mesh.im.messages import message_resp
 from mesh.net import wire
-from mesh.storage.entries import KIND_MSG, M_FROM, M_MID
+from mesh.storage.entries import KIND_MSG, M_CMN, M_FROM, M_MID, M_SETTING
 
+STREAM = 0x02  # Setting.Stream
 MAIN_KEY = "main"
 FINISH_KEY = "__finish__"
 TERMINAL = {"stream.close": "closed", "stream.error": "error", "stream.cancel": "cancelled",
@@ -153,13 +156,37 @@ def projection(msg: dict | None, from_seq: int, limit: int, event_key: str, incl
             "more": more, "events": rows, "filtered_by_event_key": event_key}
 
 
-def event_meta(msg: dict | None, cmn: str) -> dict:
-    """``event_meta`` and ``event_sync_hint`` of a stream message (plus the legacy fields from key ``main``)."""
-    keys = (msg or {}).get("keys", {})
+def with_open_keys(keys: dict, open_keys: dict | None) -> dict:
+    """Key states with the leader's accumulated deltas laid over the persisted ones (pure).
+
+    A key with deltas and no terminal state is shown ``open`` with the accumulation as
+    its snapshot (WuKongIM's ``mergeEventStatesWithCache``); terminal keys keep their state.
+    """
+    if not open_keys:
+        return keys
+    out = dict(keys)
+    for key, acc in open_keys.items():
+        st = out.get(key)
+        if st is not None and st["status"] in ("closed", "error", "cancelled"):
+            continue
+        st = dict(st) if st is not None else new_key_state()
+        st["status"] = "open"
+        st["snapshot"] = None if acc is None else json.dumps(acc, ensure_ascii=False)
+        out[key] = st
+    return out
+
+
+def event_meta(msg: dict | None, cmn: str, *, basic: bool = False, open_keys: dict | None = None) -> dict:
+    """``event_meta`` and ``event_sync_hint`` of a stream message (plus the legacy fields from key ``main``).
+
+    ``basic`` (``event_summary_mode: "basic"``): no snapshots (neither per key nor as ``stream_data``).
+    ``open_keys``: the leader's accumulated deltas of this message per key (``DeltaCache``).
+    """
+    keys = with_open_keys((msg or {}).get("keys", {}), open_keys)
     events = []
     for key, st in sorted(keys.items(), key=lambda kv: kv[1]["last_msg_event_seq"]):
         e = {"event_key": key, "status": st["status"], "last_msg_event_seq": st["last_msg_event_seq"]}
-        if st["snapshot"] is not None:
+        if st["snapshot"] is not None and not basic:
             e["snapshot"] = _snapshot(st)
         if st["end_reason"]:
             e["end_reason"] = st["end_reason"]
@@ -175,15 +202,40 @@ def event_meta(msg: dict | None, cmn: str) -> dict:
            "event_sync_hint": {"client_msg_no": cmn, "from_msg_event_seq": 0}}
     main = keys.get(MAIN_KEY)
     if main is not None:
-        snap = _snapshot(main)
+        snap = None if basic else _snapshot(main)
         if snap is not None:
-            import base64
             raw = snap["text"] if isinstance(snap, dict) and snap.get("kind") == "text" else json.dumps(snap)
             out["stream_data"] = base64.b64encode(str(raw).encode()).decode()
-        out["end"] = 1 if main["status"] in ("closed", "error", "cancelled") else 0
-        out["end_reason"] = main["end_reason"]
+        if main["status"] in ("closed", "error", "cancelled"):
+            out["end"] = 1
+        if main["end_reason"]:
+            out["end_reason"] = main["end_reason"]  # the legacy fields are omitempty in WuKongIM
         if main["error"]:
             out["error"] = main["error"]
+    return out
+
+
+def stream_metas(events: dict, deltas: DeltaCache | None, sid: str, ctype: int, msgs: list, *,
+                 basic: bool = False) -> dict[str, dict]:
+    """{client_msg_no: event fields} of the stream messages among ``msgs`` of one channel (on its leader)."""
+    out: dict[str, dict] = {}
+    for m in msgs:
+        cmn = m[M_CMN]
+        if cmn and m[M_SETTING] & STREAM:
+            mkey = (sid, ctype, cmn)
+            out[cmn] = event_meta(events.get(mkey), cmn, basic=basic,
+                                  open_keys=deltas.items.get(mkey) if deltas is not None else None)
+    return out
+
+
+def message_resps(msgs: list, metas: dict | None) -> list[dict]:
+    """MessageResp of each message, with its event fields if it is a stream message in ``metas``."""
+    out = []
+    for m in msgs:
+        r = message_resp(m)
+        if metas and m[M_SETTING] & STREAM and m[M_CMN] in metas:
+            r.update(metas[m[M_CMN]])
+        out.append(r)
     return out
 
 
@@ -212,7 +264,8 @@ class DeltaCache:
                 del self.items[mkey]
 
 
-def register(service, node) -> None:
+def register(service, node) -> DeltaCache:
+    """Serve ``EVT_APPEND`` and ``EVT_SYNC``; returns the leader's delta cache (history reads show open keys)."""
     cache = DeltaCache()
 
     def anchor(svc, slot: int, sid: str, ctype: int, cmn: str) -> tuple[str, int]:
@@ -271,3 +324,4 @@ def register(service, node) -> None:
 
     service.register(wire.EVT_APPEND, append)
     service.register(wire.EVT_SYNC, sync)
+    return cache

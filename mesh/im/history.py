@@ -16,11 +16,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 
-from mesh.im.events import event_meta
+from mesh.im.events import DeltaCache, stream_metas
 from mesh.net import wire
-from mesh.storage.entries import KIND_MSG, M_CMN, M_SEQ, M_SETTING
-
-STREAM = 0x02  # Setting.Stream
+from mesh.storage.entries import KIND_MSG, M_SEQ
 
 log = logging.getLogger("mesh.im.history")
 
@@ -80,7 +78,8 @@ class RecentCache:
         return [d[i - first] for i in range(lo, hi + 1)]
 
 
-def register(service, cache: RecentCache) -> None:
+def register(service, cache: RecentCache, deltas: DeltaCache | None = None) -> None:
+    """Serve the history reads; ``deltas`` (the leader's accumulated stream deltas) feed ``event_meta``."""
     def replica(svc, slot):
         return svc.replica(slot)
 
@@ -104,10 +103,10 @@ def register(service, cache: RecentCache) -> None:
         lo, hi = sync_range(a["start"], a["end"], a["limit"], a["pull_mode"], last)
         msgs = load(svc, slot, a["id"], a["type"], lo, hi)
         out = {"messages": msgs, "exists": exists or last > 0}
-        streams = [m[M_CMN] for m in msgs if m[M_SETTING] & STREAM and m[M_CMN]]
-        if streams:  # event_meta of stream messages (mesh.im.events)
-            events = svc.state(slot).events
-            out["event_meta"] = {cmn: event_meta(events.get((a["id"], a["type"], cmn)), cmn) for cmn in streams}
+        metas = stream_metas(svc.state(slot).events, deltas, a["id"], a["type"], msgs,
+                             basic=a.get("summary_mode") == "basic")
+        if metas:  # event_meta of stream messages (mesh.im.events)
+            out["event_meta"] = metas
         return out
 
     def msg_max_seq(svc, slot: int, a: dict) -> dict:
@@ -131,7 +130,8 @@ def register(service, cache: RecentCache) -> None:
         return {"messages": out, "exists": exists or last > 0}
 
     def msg_summaries(svc, slot: int, a: dict) -> list:
-        """Per channel: [last seq, newest messages (newest first), last seq sent by ``uid``]."""
+        """Per channel: [last seq, newest messages (newest first), last seq sent by ``uid``], plus, when
+        ``with_meta`` is asked, the event fields of its stream messages by client_msg_no."""
         out = []
         state = svc.state(slot)
         for sid, ctype, base, count in a["channels"]:
@@ -139,7 +139,10 @@ def register(service, cache: RecentCache) -> None:
             last = ch.last_seq if ch else 0
             lo = max(base, 1, last - count + 1)
             msgs = load(svc, slot, sid, ctype, lo, last) if last else []
-            out.append([last, list(reversed(msgs)), ch.senders.get(a.get("uid", ""), 0) if ch else 0])
+            row = [last, list(reversed(msgs)), ch.senders.get(a.get("uid", ""), 0) if ch else 0]
+            if a.get("with_meta"):
+                row.append(stream_metas(state.events, deltas, sid, ctype, msgs))
+            out.append(row)
         return out
 
     service.register(wire.MSG_SYNC, msg_sync)

@@ -409,8 +409,10 @@ class Messages:
         shown = "" if from_uid == SYSTEM_UID else from_uid  # WuKongIM shows the system uid as ""
         d = Delivery(mid, seq, cmn, shown, addressed, ctype, ts, body, flags, setting, expire, topic or "",
                      committed_at)
-        if cmd and seq:
-            d.extra = {"cmd": (sid, ctype)}  # a master device's RECVACK moves the CMD read position
+        if seq and (cmd or flags & wk.FLAG_SYNC_ONCE):
+            # a master device's RECVACK moves the read position of where it is stored: the CMD row, or (a
+            # client's SyncOnce SEND, WuKongIM's quirk) the chat conversation (``CmdSync.read``)
+            d.extra = {"cmd": (sid, ctype)}
         self.node.gateway.deliver_later(d, recipients, tuple(exclude) if exclude else None)
 
     def _ensure_convs(self, r: SlotReplica, data: list, uids: list[str]) -> None:

@@ -4,8 +4,10 @@ CMD (``/message/send`` with ``header.sync_once=1``): stored in the channel's ``_
 log, returned by ``/message/sync`` to each member until ``/message/syncack``, absent from
 the group's history and from conversations, delivered live (the official JS SDK 1.0.4
 surfaces it to its CMD listeners), read positions moved by a master device's RECVACK and
-kept across the death of the uid's slot leader. System accounts: added on one node, in
-force on every node within a second; removed, the non-subscriber reason again.
+kept across the death of the uid's slot leader; a master device's RECVACK of a client's SyncOnce
+message moves the chat read position (WuKongIM's quirk). System accounts: added on one node, in
+force on every node within a second; removed, the non-subscriber reason again. Message events:
+live to v5 and JSON-RPC clients, eventsync, and ``event_meta`` on every read of WuKongIM §3.8.
 """
 from __future__ import annotations
 
@@ -392,6 +394,135 @@ def test_message_events_stream_to_binary_and_jsonrpc_clients_and_are_synced(clus
         cb.close()
         rpc.close()
         js.close()
+
+
+def not_leading(cluster, key: str):
+    """A node that does not lead the slot of ``key`` (so its reads are forwarded)."""
+    table = cluster.nodes[1].get("/cluster/slots")[1]
+    leader = table["slots"][slot_of(key, table["slotCount"])]["leader"]
+    return next(n for i, n in cluster.nodes.items() if i != leader)
+
+
+def test_event_meta_on_every_read_of_3_8_through_a_node_not_leading_the_channel(cluster):
+    n1 = cluster.nodes[1]
+    member = uniq("m")
+    g = group(n1, [member])
+    reader = not_leading(cluster, g)
+    done, going = uniq("done-"), uniq("going-")
+    for cmn in (done, going):
+        st, body = n1.post("/message/send", {"from_uid": "ai-bot", "channel_id": g, "channel_type": 2,
+                                             "is_stream": 1, "client_msg_no": cmn,
+                                             "payload": b64({"type": 1, "content": ""})})
+        assert st == 200, body
+    st, plain = n1.post("/message/send", {"from_uid": "ai-bot", "channel_id": g, "channel_type": 2,
+                                          "payload": b64({"type": 1, "content": "not a stream"})})
+    assert st == 200
+    for cmn, eid, etype, payload in ((done, "d1", "stream.delta", {"kind": "text", "delta": "All "}),
+                                     (done, "d2", "stream.delta", {"kind": "text", "delta": "done"}),
+                                     (done, "d3", "stream.close", {"end_reason": 1}),
+                                     (going, "g1", "stream.delta", {"kind": "text", "delta": "Half"})):
+        st, body = n1.post("/message/event", {"channel_id": g, "channel_type": 2, "client_msg_no": cmn,
+                                              "event_id": eid, "event_type": etype, "payload": payload})
+        assert st == 200, body
+    full = {"kind": "text", "text": "All done"}
+
+    def check(msgs: list, basic: bool = False) -> None:
+        by_cmn = {m["client_msg_no"]: m for m in msgs}
+        assert "event_meta" not in by_cmn[plain["data"]["client_msg_no"]]
+        d, o = by_cmn[done], by_cmn[going]
+        [de], [oe] = d["event_meta"]["events"], o["event_meta"]["events"]
+        assert (de["event_key"], de["status"], de["last_msg_event_seq"], de.get("end_reason")) == ("main", "closed", 1, 1)
+        assert d["event_sync_hint"] == {"client_msg_no": done, "from_msg_event_seq": 0} and d["end"] == 1
+        # the open stream: the leader's accumulated deltas (nothing persisted yet)
+        assert (oe["status"], o["event_meta"]["open_event_count"]) == ("open", 1)
+        assert "end" not in o and "end_reason" not in o  # omitempty, as in WuKongIM
+        if basic:
+            assert "snapshot" not in de and "snapshot" not in oe and "stream_data" not in d
+        else:
+            assert de["snapshot"] == full and oe["snapshot"] == {"kind": "text", "text": "Half"}
+            assert base64.b64decode(d["stream_data"]) == b"All done"
+
+    req = {"login_uid": member, "channel_id": g, "channel_type": 2, "limit": 10}
+    st, hist = reader.post("/channel/messagesync", req)
+    assert st == 200, hist
+    print(f"POST /channel/messagesync via node {reader.node_id} (not the leader) ->",
+          [m for m in hist["messages"] if m["client_msg_no"] == done][0])
+    check(hist["messages"])
+    st, hist = reader.post("/channel/messagesync", {**req, "event_summary_mode": "basic"})
+    assert st == 200
+    print("POST /channel/messagesync event_summary_mode=basic ->",
+          [m for m in hist["messages"] if m["client_msg_no"] == done][0]["event_meta"])
+    check(hist["messages"], basic=True)
+
+    st, convs = reader.post("/conversation/sync", {"uid": member, "msg_count": 5})
+    assert st == 200, convs
+    [conv] = [c for c in convs if c["channel_id"] == g]
+    print("POST /conversation/sync recents[2] ->", conv["recents"][2])
+    assert [m["message_seq"] for m in conv["recents"]] == [3, 2, 1]
+    check(conv["recents"])
+
+    for order_by_last in (0, 1):
+        st, got = reader.post("/conversation/syncMessages", {"uid": member, "msg_count": 5, "order_by_last": order_by_last,
+                                                             "channels": [{"channel_id": g, "channel_type": 2,
+                                                                           "last_msg_seq": 0}]})
+        assert st == 200, got
+        [row] = got
+        if order_by_last:
+            print("POST /conversation/syncMessages order_by_last=1 ->", row)
+        assert len(row["messages"]) == 3
+        check(row["messages"])
+
+    # not on the reads WuKongIM leaves it off
+    st, got = reader.post("/messages", {"login_uid": member, "channel_id": g, "channel_type": 2,
+                                        "message_seqs": [1]})
+    assert st == 200 and got["messages"] and "event_meta" not in got["messages"][0]
+
+
+def test_a_master_recvack_of_a_client_sync_once_message_moves_the_chat_read_position(cluster):
+    """WuKongIM §1.1/§1.4: a client's SyncOnce SEND is stored as chat; a master device's RECVACK of its RECV
+    moves the receiver's chat conversation. Slave devices and RECVACKs without SyncOnce do not."""
+    n1, n2, n3 = cluster.nodes[1], cluster.nodes[2], cluster.nodes[3]
+    a, b = uniq("a"), uniq("b")
+    tok(n1, a)
+    tok(n1, b, flag=1, level=1)  # app: master
+    tok(n1, b, flag=2, level=0)  # web: slave
+    g = group(n2, [a, b])
+
+    def conv_b() -> dict:
+        return [c for c in n3.post("/conversation/sync", {"uid": b, "msg_count": 1})[1] if c["channel_id"] == g][0]
+
+    ca = client(n1, a)
+    slave = WKClient(f"127.0.0.1:{n2.ports['tcp']}", b, "tk-" + b, device_flag=2)
+    slave.connect()
+    master = None
+    try:
+        assert ca.send(g, 2, text("plain")).reason_code == wk.REASON_SUCCESS
+        ack = ca.send(g, 2, text("once, slave only"), flags=wk.FLAG_SYNC_ONCE | wk.FLAG_RED_DOT)
+        assert ack.reason_code == wk.REASON_SUCCESS and ack.message_seq == 2
+        got = [slave.recv(5), slave.recv(5)]
+        assert [m.flags & wk.FLAG_SYNC_ONCE for m in got] == [0, wk.FLAG_SYNC_ONCE]  # RECVACKed by the client
+        time.sleep(1.0)  # the slave's RECVACK must not move anything
+        assert (conv_b()["unread"], conv_b()["readed_to_msg_seq"]) == (2, 0)
+
+        master = client(n3, b)
+        ack = ca.send(g, 2, text("once, master online"), flags=wk.FLAG_SYNC_ONCE | wk.FLAG_RED_DOT)
+        assert ack.message_seq == 3
+        m = master.recv(5)
+        assert (m.message_seq, m.flags & wk.FLAG_SYNC_ONCE) == (3, wk.FLAG_SYNC_ONCE)
+        c = wait_until(lambda: (lambda c: c if c["readed_to_msg_seq"] == 3 else None)(conv_b()), 5,
+                       what="chat read position moved by the master's RECVACK")
+        print("after the master RECVACK of a SyncOnce RECV, /conversation/sync ->",
+              {k: c[k] for k in ("channel_id", "unread", "last_msg_seq", "readed_to_msg_seq")})
+        assert c["unread"] == 0
+        # an ordinary message RECVACKed by the master moves nothing
+        assert ca.send(g, 2, text("plain again")).message_seq == 4
+        assert master.recv(5).message_seq == 4
+        time.sleep(1.0)
+        assert (conv_b()["unread"], conv_b()["readed_to_msg_seq"]) == (1, 3)
+    finally:
+        for cl in (ca, slave, master):
+            if cl is not None:
+                cl.close()
 
 
 def test_cmd_read_positions_survive_the_uid_slot_leader_being_killed(cluster):

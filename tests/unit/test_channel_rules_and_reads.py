@@ -129,3 +129,15 @@ def test_state_machine_apply_and_snapshot_round_trip():
     ch = back.channel("g", 2)
     assert ch.subscribers == {"a", "b"} and ch.deny == {"b"} and ch.last_seq == 1 and ch.senders == {"a": 1}
     assert back.convs["a"][("g", 2)].read_seq == 1 and back.applied == 7
+
+
+def test_build_sync_recents_carry_event_meta_of_stream_messages():
+    stream = m(2, "o")
+    stream[8] = 0x02  # Setting.Stream, client_msg_no "c2"
+    meta = {"event_meta": {"has_events": True}, "event_sync_hint": {"client_msg_no": "c2", "from_msg_event_seq": 0}}
+    rows = [["g", 2, 0, 0, 0, 0]]
+    summaries = {("g", 2): (2, [stream, m(1, "o")], 0, {"c2": meta})}
+    [conv] = build_sync("me", rows, summaries, msg_count=2, last_msg_seqs={}, only_unread=False, exclude_types=set(),
+                        page=0, page_size=100)
+    assert conv["recents"][0]["event_meta"] == {"has_events": True} and "event_meta" not in conv["recents"][1]
+    assert conv["recents"][0]["event_sync_hint"]["client_msg_no"] == "c2"

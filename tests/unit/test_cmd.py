@@ -112,3 +112,28 @@ def test_subscribers_cmd_channel_is_wukongims_fnv1a_id():
 
     assert subscribers_cmd_channel(["u1", "u2"]) == "17922244540036557902____cmd"
     assert subscribers_cmd_channel(["u2", "u1"]) == "5981087602159037568____cmd"
+
+
+def test_a_master_recvack_moves_the_cmd_row_or_for_a_client_sync_once_the_chat_conversation():
+    calls = []
+
+    class Router:
+        def call(self, key, method, args):
+            calls.append((key, method, args))
+
+    class Node:
+        router = Router()
+
+    sync = cmd.CmdSync(Node())
+    sync.read("u1", "g1____cmd", GROUP, 4)
+    sync.read("u1", "g1", GROUP, 7)
+    (k1, m1, a1), (k2, m2, a2) = calls
+    assert (k1, m1, a1) == ("u1", wire.CMD_READ, {"uid": "u1", "id": "g1____cmd", "type": GROUP, "seq": 4})
+    assert (k2, m2) == ("u1", wire.CONV_SET)
+    assert {k: a2[k] for k in ("uid", "id", "type", "read_seq", "raise_only", "if_exists")} == \
+        {"uid": "u1", "id": "g1", "type": GROUP, "read_seq": 7, "raise_only": True, "if_exists": True}
+    # applied in the uid's slot: only forward, never creating a row
+    s = SlotState(0)
+    assert s.apply_op(1, wire.OP_CONV_SET, a2) is False and "u1" not in s.convs
+    s.apply_op(2, wire.OP_CONV_SET, {"uid": "u1", "id": "g1", "type": GROUP, "read_seq": 9, "now": 1})
+    assert s.apply_op(3, wire.OP_CONV_SET, a2) is False and s.convs["u1"][("g1", GROUP)].read_seq == 9

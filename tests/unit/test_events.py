@@ -62,3 +62,50 @@ def test_projection_and_event_meta():
     assert meta["event_sync_hint"] == {"client_msg_no": "c1", "from_msg_event_seq": 0}
     import base64
     assert base64.b64decode(meta["stream_data"]) == b"Hello world"
+
+
+def test_event_meta_basic_mode_has_no_snapshots():
+    s = SlotState(0)
+    op(s, 1, "e1", "stream.close", acc={"kind": "text", "text": "Hello"})
+    msg = s.events[("g1", 2, "c1")]
+    full, basic = ev.event_meta(msg, "c1"), ev.event_meta(msg, "c1", basic=True)
+    assert full["event_meta"]["events"][0]["snapshot"] == {"kind": "text", "text": "Hello"} and "stream_data" in full
+    assert "snapshot" not in basic["event_meta"]["events"][0] and "stream_data" not in basic
+    assert basic["event_meta"]["events"][0]["status"] == "closed" and basic["end"] == 1
+    assert {k: v for k, v in basic["event_meta"].items() if k != "events"} == \
+        {k: v for k, v in full["event_meta"].items() if k != "events"}
+
+
+def test_open_deltas_on_the_leader_show_in_event_meta_but_never_over_a_terminal_key():
+    s = SlotState(0)
+    op(s, 1, "t1", "stream.close", key="done", acc={"kind": "text", "text": "final"})
+    msg = s.events[("g1", 2, "c1")]
+    open_keys = {"main": {"kind": "text", "text": "Hel"}, "done": {"kind": "text", "text": "stale"}}
+    meta = ev.event_meta(msg, "c1", open_keys=open_keys)
+    by_key = {e["event_key"]: e for e in meta["event_meta"]["events"]}
+    assert by_key["main"]["status"] == "open" and by_key["main"]["snapshot"] == {"kind": "text", "text": "Hel"}
+    assert by_key["done"]["status"] == "closed" and by_key["done"]["snapshot"] == {"kind": "text", "text": "final"}
+    assert meta["event_meta"]["open_event_count"] == 1 and "end" not in meta and "end_reason" not in meta
+    import base64
+    assert base64.b64decode(meta["stream_data"]) == b"Hel"
+    # deltas only, nothing persisted yet: the message already has events
+    only = ev.event_meta(None, "c2", open_keys={"main": {"kind": "text", "text": "x"}})["event_meta"]
+    assert only["has_events"] and only["open_event_count"] == 1 and only["last_msg_event_seq"] == 0
+
+
+def test_stream_metas_and_message_resps_touch_only_stream_messages():
+    def m(seq, cmn, setting):
+        return ["g1", 2, seq, 100 + seq, "u", cmn, 1, 0, setting, 0, "", b"{}"]
+
+    s = SlotState(0)
+    op(s, 1, "e1", "stream.close", acc={"kind": "text", "text": "Hi"})
+    cache = ev.DeltaCache()
+    cache.add(("g1", 2, "c3"), "main", {"kind": "text", "delta": "partial"})
+    msgs = [m(1, "c1", ev.STREAM), m(2, "c1", 0), m(3, "c3", ev.STREAM), m(4, "", ev.STREAM)]
+    metas = ev.stream_metas(s.events, cache, "g1", 2, msgs)
+    assert sorted(metas) == ["c1", "c3"]
+    assert metas["c3"]["event_meta"]["events"][0]["snapshot"] == {"kind": "text", "text": "partial"}
+    out = ev.message_resps(msgs, metas)
+    assert ["event_meta" in r for r in out] == [True, False, True, False]
+    assert out[0]["event_meta"]["events"][0]["snapshot"] == {"kind": "text", "text": "Hi"}
+    assert ["event_meta" in r for r in ev.message_resps(msgs, None)] == [False] * 4
