@@ -108,7 +108,8 @@ class Node:
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
         self.replication.ready_hook = self.messages.on_leader_ready
-        self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
+        authenticator = users.TokenAuthenticator(self.users, self.cfg["tokenAuthOn"])
+        self.gateway = Gateway(self.node_id, self.cfg, authenticator, self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
         from api.rate_limit import HttpSendLimits
@@ -271,6 +272,8 @@ class Node:
         log.info("starting node: config=%s", json.dumps(cfg.redacted(), default=str, sort_keys=True))
         if cfg.unknown:
             log.warning("unknown config keys ignored: %s", ", ".join(cfg.unknown))
+        for key, why in cfg.ignored:
+            log.warning("config key %s accepted for WuKongIM compatibility and ignored: %s", key, why)
         loop_lag.start()
         self.redis.start()
         self.mesh.bind()
