@@ -277,8 +277,8 @@ class Session:
         if suffix and uid.endswith(suffix):
             self.device_level = DEVICE_LEVEL_SLAVE  # a visitor: no token, slave level (as in WuKongIM)
             return wk.REASON_SUCCESS
-        if not self.gw.cfg_token_auth:
-            return wk.REASON_SUCCESS
+        # tokenAuthOn is the authenticator's (mesh.im.users.connect_verdict): without it, any token and slave level,
+        # but the ban check still runs
         res = self.gw.authenticate(uid, device_flag, token)
         self.device_level = res.device_level
         return res.reason

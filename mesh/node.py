@@ -81,6 +81,7 @@ class Node:
         from gateway.gateway import Gateway
         from mesh.im import channels, cmd, conversations, events, history, person_perms, system_uids, users
         from mesh.im.messages import Messages
+        from mesh.im.online_status import OnlineStatus
         from mesh.im.send_batches import SendBatches
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
@@ -104,11 +105,14 @@ class Node:
         self.cmd = cmd.CmdSync(self)
         self.messages = Messages(self)
         self.webhooks = Webhooks(self)
+        self.online_status = OnlineStatus(self)
+        self.online_status.register(svc)
         self.send_batches = SendBatches(self)
         self.presence = Presence(self.redis, self.cfg["cluster.name"], self.node_id, snapshot=self._presence_snapshot)
         self.replication.apply_hook = self._on_commit
         self.replication.ready_hook = self.messages.on_leader_ready
-        self.gateway = Gateway(self.node_id, self.cfg, users.TokenAuthenticator(self.users), self.messages,
+        authenticator = users.TokenAuthenticator(self.users, self.cfg["tokenAuthOn"])
+        self.gateway = Gateway(self.node_id, self.cfg, authenticator, self.messages,
                                publish=self.mesh.publish_remote)
         self.gateway.online_listeners.append(self._on_online)
         from api.rate_limit import HttpSendLimits
@@ -143,8 +147,8 @@ class Node:
         if self.webhooks.enabled:
             local = self.gateway.local_sessions(session.uid)
             flag_count = sum(1 for s in local if s.device_flag == session.device_flag)
-            self.webhooks.online_changed(session.uid, session.device_flag, online, session.conn_id, flag_count,
-                                         len(local))
+            self.online_status.changed(session.uid, session.device_flag, online, session.conn_id, flag_count,
+                                       len(local))
 
     def _presence_snapshot(self):
         now = int(time.time())
@@ -271,6 +275,8 @@ class Node:
         log.info("starting node: config=%s", json.dumps(cfg.redacted(), default=str, sort_keys=True))
         if cfg.unknown:
             log.warning("unknown config keys ignored: %s", ", ".join(cfg.unknown))
+        for key, why in cfg.ignored:
+            log.warning("config key %s accepted for WuKongIM compatibility and ignored: %s", key, why)
         loop_lag.start()
         self.redis.start()
         self.mesh.bind()
@@ -304,6 +310,7 @@ class Node:
         self.presence.start()
         self.rate_counts.start()
         self.webhooks.start()
+        self.online_status.start()
         self.send_batches.start()
         self._start_listeners()
         # what exists now (modules, loaded slot states) lives as long as the process: keep it
@@ -435,7 +442,8 @@ class Node:
         log.info("stopped after %.1fs", time.time() - started)
 
     def close(self) -> None:
-        for part in (self.send_batches.stop, self.webhooks.stop, self.presence.stop, self.replication.stop):
+        for part in (self.send_batches.stop, self.online_status.stop, self.webhooks.stop, self.presence.stop,
+                     self.replication.stop):
             try:
                 part()
             except Exception:

@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from mesh.base import config_compat
+from mesh.base.config_compat import parse_log_level
+
 
 class ConfigError(Exception):
     """A configuration value is missing or invalid; the message names the key."""
@@ -143,6 +146,7 @@ class Key:
             parse_str: "string",
             parse_list: "list",
             parse_addr: "host:port",
+            parse_log_level: "level",
         }.get(self.parse, "value")
 
 
@@ -209,7 +213,6 @@ KEYS: tuple[Key, ...] = (
         "CURVE public key (Z85) shared by the cluster's nodes; with the secret key it encrypts and authenticates "
         "node-to-node traffic (generate with `python -m mesh.net.curve`)."),
     Key("cluster.curveSecretKey", parse_str, "", "CURVE secret key (Z85) shared by the cluster's nodes.", secret=True),
-    Key("cluster.initNodes", parse_list, [], "Accepted for WuKongIM config compatibility; membership comes from etcd."),
     Key("etcd.endpoints", parse_list, ["127.0.0.1:2379"], "etcd client endpoints (host:port), comma separated in the env."),
     Key("etcd.timeout", parse_duration, 3.0, "Timeout of one etcd call.", check=_positive),
     Key("etcd.username", parse_str, "", "etcd user (with etcd.password)."),
@@ -222,7 +225,10 @@ KEYS: tuple[Key, ...] = (
     Key("redis.password", parse_str, "", "Redis password (overrides one in the URL).", secret=True),
     Key("redis.caFile", parse_str, "", "CA file for Redis TLS (`rediss://`)."),
     Key("redis.timeout", parse_duration, 2.0, "Timeout of one Redis call.", check=_positive),
-    Key("tokenAuthOn", parse_bool, True, "Require the token registered by `POST /user/token` on CONNECT."),
+    Key("tokenAuthOn", parse_bool, True,
+        "Require the token registered by `POST /user/token` on CONNECT (device level from it). false, WuKongIM's "
+        "default: any token, every connection at slave level (no kicks between devices, `msg.offline` for every "
+        "recipient); a banned uid is still refused (reason 19)."),
     Key("managerToken", parse_str, "", "When set, every HTTP API and manager request needs it in the `token` header.",
         secret=True),
     Key("disableEncryption", parse_bool, False, "Do not negotiate session encryption (for clients that do not encrypt)."),
@@ -232,11 +238,9 @@ KEYS: tuple[Key, ...] = (
         "delivered and their read positions moved by RECVACK), as in WuKongIM."),
     Key("customerService.visitorsSuffix", parse_str, "___vstr",
         "Uids ending with this suffix are visitors: they connect without a token check even with tokenAuthOn."),
-    Key("customerService.visitorsOn", parse_bool, False, "Accepted for WuKongIM compatibility; not used (as in WuKongIM)."),
     Key("agent.webhook.httpAddr", parse_str, "",
         "When set, msg.notify of agent chats (type 11) goes to this URL instead of webhook.httpAddr "
         "(which must still be set for msg.notify to be queued), as in WuKongIM."),
-    Key("agent.webhook.maxPushCount", parse_int, 50, "Accepted for WuKongIM compatibility; not used (as in WuKongIM)."),
     Key("whitelistOffOfPerson", parse_bool, True,
         "Ignore users' allow lists for person chats (WuKongIM's default); false enforces them (reason 13)."),
     Key("conn.authTimeout", parse_duration, 4.0, "A new connection must send CONNECT within this time."),
@@ -310,25 +314,25 @@ KEYS: tuple[Key, ...] = (
     Key("webhook.msgNotifyEventRetryMaxCount", parse_int, 5, "Attempts per webhook POST before it is dead-lettered.",
         check=_range(1, 1000)),
     Key("webhook.timeout", parse_duration, 30.0, "HTTP timeout of one webhook POST."),
-    Key("logger.level", parse_str, "INFO", "Log level (DEBUG, INFO, WARNING, ERROR).",
-        check=_one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    Key("logger.level", parse_log_level, "INFO",
+        "Log level: DEBUG, INFO, WARNING, ERROR, or WuKongIM's int (0 default, 1 debug, 2 info, 3 warn, 4 error)."),
     Key("logger.dir", parse_str, "", "Also write logs to `<dir>/skein-<nodeId>.log` (empty: stderr only)."),
 )
 
 KEYS_BY_PATH: dict[str, Key] = {k.path: k for k in KEYS}
 
-# Keys WuKongIM configs carry that Skein accepts and ignores (so their files load).
-IGNORED_PREFIXES = ("cluster.heartbeatTick", "cluster.electionTick", "cluster.tls", "cluster.auth",
-                    "trace.", "cluster.apiUrl", "logger.traceOn", "logger.lineNum")
+# WuKongIM's keys (aliases of ours, and the ones accepted and ignored): mesh.base.config_compat.
 
 
 class Config:
     """Validated configuration values, read with ``cfg["cluster.nodeId"]``."""
 
-    def __init__(self, values: Mapping[str, Any], source: str = "", unknown: Iterable[str] = ()) -> None:
+    def __init__(self, values: Mapping[str, Any], source: str = "", unknown: Iterable[str] = (),
+                 ignored: Iterable[tuple[str, str]] = ()) -> None:
         self._values = dict(values)
         self.source = source
         self.unknown = sorted(unknown)
+        self.ignored = sorted(ignored)  # (WuKongIM key or WK_ variable, why): accepted and not used
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -393,7 +397,12 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
         if not isinstance(data, Mapping):
             raise ConfigError("--config", f"{path!r} must hold a mapping of keys")
         raw = _flatten(data)
-    unknown = [k for k in raw if k not in KEYS_BY_PATH and not k.startswith(IGNORED_PREFIXES)]
+    try:
+        compat = config_compat.translate(raw, env, set(KEYS_BY_PATH))
+    except config_compat.AliasError as exc:
+        raise ConfigError(exc.key, str(exc)) from None
+    raw, env = compat.raw, compat.env
+    unknown = [k for k in raw if k not in KEYS_BY_PATH]
     if overrides:
         raw.update(overrides)
 
@@ -419,7 +428,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None,
                 raise ConfigError(key.path, problem)
         values[key.path] = value
     _derive(values)
-    return Config(values, source=path or "", unknown=unknown)
+    return Config(values, source=path or "", unknown=unknown, ignored=compat.ignored)
 
 
 def _derive(v: dict[str, Any]) -> None:
@@ -483,7 +492,7 @@ def markdown() -> str:
         if k.secret and k.default:
             default = "(see text)"
         lines.append(f"| `{k.path}` | `{env_name(k.path)}` | {k.type_name} | {default} | {k.doc} |")
-    lines.append("")
+    lines += config_compat.markdown()
     return "\n".join(lines)
 
 

@@ -2,15 +2,19 @@
 
 Tokens live in the slot of the uid (``crc32(uid) % slotCount``), on its leader. Any
 node sets or checks them through the slot router. ``TokenAuthenticator`` is the
-gateway's ``Authenticator``: the stored token for (uid, device flag) must equal the
-CONNECT's token exactly.
+gateway's ``Authenticator``; ``connect_verdict`` is its rule (pure): with ``tokenAuthOn``
+the stored token for (uid, device flag) must equal the CONNECT's token exactly and the
+device level is the stored one; without it (WuKongIM's default) any token is accepted
+and every connection is slave level, so no login kicks another and ``msg.offline``
+fires for every recipient, as in WuKongIM. The ban of the uid's own person channel
+refuses the login (reason 19) either way.
 """
 from __future__ import annotations
 
 import logging
 
 from gateway import wkproto as wk
-from gateway.ports import DEVICE_LEVEL_MASTER, AuthResult
+from gateway.ports import DEVICE_LEVEL_MASTER, DEVICE_LEVEL_SLAVE, AuthResult
 from mesh.net import wire
 from mesh.slots.router import SlotRouter, SlotUnavailable
 
@@ -60,9 +64,22 @@ class Users:
         self.router.call(uid, wire.USER_QUIT, {"uid": uid, "device_flags": list(device_flags)})
 
 
+def connect_verdict(token_auth_on: bool, token: str, stored: tuple[str | None, int, int, int]) -> AuthResult:
+    """The CONNECT decision from the uid's stored (token, device level, ban, disband) of its device flag."""
+    stored_token, level, ban, _disband = stored
+    if token_auth_on and (not stored_token or stored_token != token):
+        return AuthResult(wk.REASON_AUTH_FAIL)
+    if ban:
+        return AuthResult(wk.REASON_BAN)  # a banned user cannot log in (WuKongIM v2.2.5), token check or not
+    if not token_auth_on:
+        return AuthResult(wk.REASON_SUCCESS, DEVICE_LEVEL_SLAVE)
+    return AuthResult(wk.REASON_SUCCESS, level if level in (0, 1) else DEVICE_LEVEL_MASTER)
+
+
 class TokenAuthenticator:
-    def __init__(self, users: Users) -> None:
+    def __init__(self, users: Users, token_auth_on: bool = True) -> None:
         self.users = users
+        self.token_auth_on = token_auth_on
 
     def authenticate(self, uid: str, device_flag: int, token: str) -> AuthResult:
         try:
@@ -70,9 +87,4 @@ class TokenAuthenticator:
         except SlotUnavailable as exc:
             log.warning("token check for uid=%s unavailable: %s", uid, exc)
             return AuthResult(wk.REASON_SYSTEM_ERROR)
-        stored_token, level, ban, _disband = stored
-        if not stored_token or stored_token != token:
-            return AuthResult(wk.REASON_AUTH_FAIL)
-        if ban:
-            return AuthResult(wk.REASON_BAN)  # a banned user cannot log in (WuKongIM v2.2.5)
-        return AuthResult(wk.REASON_SUCCESS, level if level in (0, 1) else DEVICE_LEVEL_MASTER)
+        return connect_verdict(self.token_auth_on, token, stored)

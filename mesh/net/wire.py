@@ -56,6 +56,7 @@ TRANSFER_CONTROLLER = "transfer_controller"  # target node id -> bool (sent to t
 USER_SET_TOKEN = "user.set_token"
 USER_GET_TOKEN = "user.get_token"
 USER_QUIT = "user.quit"
+USER_ONLINE = "user.online"  # on the uid's slot: logins/logouts -> cluster-wide (flag count, total) of each
 CH_INFO = "ch.info"
 CH_SUBSCRIBERS = "ch.subscribers"
 CH_LIST = "ch.list"
