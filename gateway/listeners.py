@@ -189,7 +189,10 @@ def accept_proxied(sock, peer: str, timeout: float, exact: bool, listener: str) 
     except OSError as exc:
         log.debug("%s connection from %s failed before a PROXY header: %s", listener, peer, exc)
     else:
-        return header.remote(peer), rest
+        remote = header.remote(peer)
+        log.debug("%s connection from %s: PROXY v%d %s, client %s", listener, peer, header.version, header.command,
+                  remote)
+        return remote, rest
     try:
         sock.close()
     except OSError:

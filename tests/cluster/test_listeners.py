@@ -22,16 +22,17 @@ import time
 
 import gevent
 import pytest
+import websocket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway import wkproto as wk
-from gateway.client import ClientError, WKClient, _TcpConn
+from gateway.client import ClientError, WKClient, _TcpConn, _WsConn
 from tests.support.clients import JS_DIR, LineClient, ensure_js_sdk
 from tests.support.ports import free_port
-from tests.support.servers import Cluster, Proc, uniq, wait_until
+from tests.support.servers import Cluster, NodeProcess, Proc, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -77,6 +78,11 @@ frontend tcp_v2
     default_backend tcp_v2
 backend tcp_v2
     server node1 127.0.0.1:{node_tcp} send-proxy-v2
+frontend ws_v1
+    bind 127.0.0.1:{ws_v1}
+    default_backend ws_v1
+backend ws_v1
+    server node2 127.0.0.1:{node2_ws} send-proxy
 frontend wss_v2
     bind 127.0.0.1:{wss_v2}
     default_backend wss_v2
@@ -97,13 +103,19 @@ def env():
         n1 = c.add_node(1, wait=False, extra={"proxyProtocol.tcp": True, "proxyProtocol.timeout": "2s",
                                               "wssAddr": f"wss://127.0.0.1:{wss1}", **tls})
         n2 = c.add_node(2, wait=False, extra={"proxyProtocol.ws": True, "wssAddr": f"wss://127.0.0.1:{wss2}", **tls})
-        n1.wait_healthy(45)
-        n2.wait_healthy(45)
+        # node 3 under gunicorn: the worker serves wsAddr itself when the PROXY header is on
+        wss3 = free_port()
+        n3 = NodeProcess(c.base, 3, c.etcd.endpoint, c.redis.url, gunicorn=True,
+                         extra={"proxyProtocol.ws": True, "wssAddr": f"wss://127.0.0.1:{wss3}", **tls})
+        c.nodes[3] = n3
+        n3.start(wait_healthy=False)
+        for n in (n1, n2, n3):
+            n.wait_healthy(45)
         c.wait_slots_ready()
-        ports = {"tcp_v1": free_port(), "tcp_v2": free_port(), "wss_v2": free_port()}
+        ports = {"tcp_v1": free_port(), "tcp_v2": free_port(), "ws_v1": free_port(), "wss_v2": free_port()}
         cfg = os.path.join(c.base, "haproxy.cfg")
         with open(cfg, "w") as fh:
-            fh.write(HAPROXY_CFG.format(node_tcp=n1.ports["tcp"], node2_wss=wss2, **ports))
+            fh.write(HAPROXY_CFG.format(node_tcp=n1.ports["tcp"], node2_ws=n2.ports["ws"], node2_wss=wss2, **ports))
         lb = Proc(["haproxy", "-db", "-f", cfg], os.path.join(c.base, "haproxy.out"))
 
         def listening() -> bool:
@@ -114,7 +126,8 @@ def env():
                         return False
             return True
         wait_until(listening, 15, what="haproxy listening")
-        yield {"cluster": c, "n1": n1, "n2": n2, "wss1": wss1, "wss2": wss2, "cert": cert, "lb": ports}
+        yield {"cluster": c, "n1": n1, "n2": n2, "n3": n3, "wss1": wss1, "wss2": wss2, "wss3": wss3, "cert": cert,
+               "lb": ports}
         lb.terminate(10)
     finally:
         c.close()
@@ -181,6 +194,7 @@ def test_js_sdk_over_wss_behind_haproxy_send_proxy_v2(env) -> None:
     n2 = env["n2"]
     via = f"wss://127.0.0.1:{env['lb']['wss_v2']}"
     js_chat(via, via, n2, env["cert"])
+    js_chat(f"ws://127.0.0.1:{env['lb']['ws_v1']}", via, n2, env["cert"])  # plain ws through send-proxy too
     # node 2's wss port itself expects the header: a TLS client straight to it is refused
     ctx = ssl.create_default_context(cafile=env["cert"])
     with socket.create_connection(("127.0.0.1", env["wss2"]), timeout=5) as raw:
@@ -286,6 +300,58 @@ def test_haproxy_send_proxy_shows_the_client_address_and_refuses_connections_wit
             d.close()
         st, body = n1.get("/metrics", base=n1.manager)
         assert 'skein_gateway_rejected_total{reason="proxy_header"}' in body
+    finally:
+        a.close()
+        b.close()
+
+
+class HeaderWsConn(_WsConn):
+    """A WebSocket (over TLS with ``tls``) whose TCP stream starts with a hand-made PROXY header."""
+
+    def __init__(self, url: str, header: bytes, tls: ssl.SSLContext | None = None) -> None:
+        host, _, port = url.split("//", 1)[1].rpartition(":")
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(header)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        self.ws = websocket.create_connection(url, timeout=10, socket=sock)
+        self.ws.settimeout(None)
+
+
+class HeaderWsClient(WKClient):
+    def __init__(self, url: str, uid: str, token: str, header: bytes, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(url, uid, token, timeout=5)
+        self.header, self.tls = header, tls
+
+    def open(self) -> None:
+        self.conn = HeaderWsConn(self.addr, self.header, self.tls)
+        self._reader = gevent.spawn(self._read_loop)
+
+
+V2_198 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes((198, 51, 100, 9)) + bytes((127, 0, 0, 1))
+          + (4343).to_bytes(2, "big") + (5200).to_bytes(2, "big"))
+
+
+@pytest.mark.parametrize("node", ["n2", "n3"])
+def test_ws_and_wss_with_a_proxy_header_show_its_address(env, node) -> None:
+    """wsAddr and wssAddr with proxyProtocol.ws, without gunicorn (node 2) and under it (node 3)."""
+    n = env[node]
+    wss = env["wss2" if node == "n2" else "wss3"]
+    tls = ssl.create_default_context(cafile=env["cert"])
+    ua, ub = uniq("ha"), uniq("hb")
+    a = HeaderWsClient(f"ws://127.0.0.1:{n.ports['ws']}", ua, tok(n, ua), b"PROXY TCP4 198.51.100.7 127.0.0.1 4242 5200\r\n")
+    b = HeaderWsClient(f"wss://127.0.0.1:{wss}", ub, tok(n, ub), V2_198, tls)
+    a.connect()
+    b.connect()
+    try:
+        assert [(r["ip"], r["port"], r["transport"]) for r in connz(n, ua)] == [("198.51.100.7", 4242, "ws")]
+        assert [(r["ip"], r["port"], r["transport"]) for r in connz(n, ub)] == [("198.51.100.9", 4343, "ws")]
+        chat(a, b, "ws to wss")
+        chat(b, a, "wss to ws")
+        # without the header: the WebSocket upgrade never happens
+        with pytest.raises((OSError, websocket.WebSocketException)):
+            WKClient(f"ws://127.0.0.1:{n.ports['ws']}", ua, "x", timeout=5).connect()
+        chat(a, b, "still fine")
     finally:
         a.close()
         b.close()
