@@ -274,7 +274,9 @@ def start_tcp_listener(node) -> StreamServer:
     return server
 
 
-def create_ws_app(node):
+def create_ws_app(node, proxied: bool = False):
+    """The WebSocket gateway app; ``proxied``: the address comes from the PROXY header, and an
+    ``X-Real-IP`` header (which a client could write itself behind a TCP-mode balancer) is ignored."""
     gw = node.gateway
 
     def app(environ, start_response):
@@ -282,7 +284,9 @@ def create_ws_app(node):
         if ws is None:
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
             return [b"WebSocket upgrade required\n"]
-        remote = environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR", "")
+        remote = environ.get("REMOTE_ADDR", "")
+        if not proxied:
+            remote = environ.get("HTTP_X_REAL_IP") or remote
         transport = TlsWsTransport if isinstance(ws.handler.socket, gssl.SSLSocket) else WsTransport
         session = gw.open(transport(ws, f"{remote}:{environ.get('REMOTE_PORT', '')}"))
         if session is None:

@@ -376,12 +376,13 @@ class Node:
 
         cfg = self.cfg
         self.servers.append(start_tcp_listener(self))
-        proxy_timeout = cfg["proxyProtocol.timeout"] if cfg["proxyProtocol.ws"] else None
+        proxied = cfg["proxyProtocol.ws"]
+        proxy_timeout = cfg["proxyProtocol.timeout"] if proxied else None
         if cfg["wssAddr"]:
             tls = tls_context(cfg["wssConfig.certFile"], cfg["wssConfig.keyFile"])
-            self.servers.append(start_ws_server(cfg["wssAddr"], create_ws_app(self), proxy_timeout, tls))
-        if not self.serve_http and proxy_timeout is not None:
-            self.servers.append(start_ws_server(cfg["wsAddr"], create_ws_app(self), proxy_timeout))
+            self.servers.append(start_ws_server(cfg["wssAddr"], create_ws_app(self, proxied), proxy_timeout, tls))
+        if not self.serve_http and proxied:
+            self.servers.append(start_ws_server(cfg["wsAddr"], create_ws_app(self, proxied), proxy_timeout))
         if self.serve_http:
             from gevent.pywsgi import WSGIServer
 
@@ -389,7 +390,7 @@ class Node:
 
             for addr, app, websocket in create_apps(self):
                 if websocket:
-                    self.servers.append(start_ws_server(addr, app, proxy_timeout))
+                    self.servers.append(start_ws_server(addr, create_ws_app(self, proxied), proxy_timeout))
                     continue
                 host, port = split_hostport(addr)
                 server = WSGIServer((host, port), app, backlog=4096, log=None,

@@ -314,7 +314,8 @@ class HeaderWsConn(_WsConn):
         sock.sendall(header)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)
-        self.ws = websocket.create_connection(url, timeout=10, socket=sock)
+        # a client behind a TCP-mode balancer may write X-Real-IP itself: the PROXY header wins
+        self.ws = websocket.create_connection(url, timeout=10, socket=sock, header=["X-Real-IP: 203.0.113.66"])
         self.ws.settimeout(None)
 
 
