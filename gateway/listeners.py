@@ -161,8 +161,8 @@ def read_proxy_header(sock, timeout: float, exact: bool) -> tuple[ProxyHeader, b
     """Read a connection's PROXY header: the header and the client's bytes read past it.
 
     ``exact``: read no byte past the header (the rest stays in the socket). Raises
-    ``ProxyProtocolError`` for a malformed header, a timeout or a connection closed first
-    (``EOFError``, nothing logged for it: the balancer's TCP health checks do that).
+    ``ProxyProtocolError`` for a malformed header or one not complete within ``timeout``,
+    and ``EOFError`` for a connection closed before it (a balancer's TCP health check).
     """
     buf = b""
     with gevent.Timeout(timeout, ProxyProtocolError(f"no complete PROXY header within {timeout:g}s")):
