@@ -15,6 +15,14 @@ wait to be woken; after many refused SENDs they wait ``read_delay()``; they disp
 the session's backlog before reading more; and they yield to the hub after every
 read, so a client that keeps the socket full cannot hold the event loop away from
 other connections, the mesh and ``/health``.
+
+With ``proxyProtocol.tcp`` / ``proxyProtocol.ws`` on, a listener first reads the PROXY
+header (``gateway.proxy_protocol``) of each connection, within ``proxyProtocol.timeout``,
+and the client's address from it is the session's ``remote`` (``/connz``, logs, the
+per-IP limit); a connection without a valid header is closed before any session exists.
+The WebSocket listeners read it exactly (nothing of the client's own bytes) and, on
+``wssAddr``, do the TLS handshake after it; over TLS every frame goes through the
+session's writer greenlet (``write_wait``), as TLS sockets have no ``sendmsg``.
 """
 from __future__ import annotations
 
@@ -22,9 +30,13 @@ import logging
 import socket as pysocket
 
 import gevent
+from gevent import ssl as gssl
 from gevent.event import Event
+from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 
+from gateway import proxy_protocol
+from gateway.proxy_protocol import ProxyHeader, ProxyProtocolError
 from gateway.session import CLOSED
 from mesh.base import metrics
 from mesh.base.config import split_hostport
@@ -125,6 +137,69 @@ class WsTransport:
             pass
 
 
+class TlsWsTransport(WsTransport):
+    """A WebSocket client over TLS (``wssAddr``): a TLS socket cannot ``sendmsg`` nor take part of a
+    record and come back later with other bytes, so nothing is written without waiting: every frame
+    goes to the session's writer greenlet, which writes whole batches."""
+
+    __slots__ = ()
+
+    def write_nowait(self, buffers) -> int:
+        if self.ws.closed:
+            raise OSError("websocket closed")
+        return 0
+
+    def write_wait(self, buffers) -> int:
+        if self.ws.closed:
+            raise OSError("websocket closed")
+        data = b"".join(buffers)
+        self.sock.sendall(data)
+        return len(data)
+
+
+def read_proxy_header(sock, timeout: float, exact: bool) -> tuple[ProxyHeader, bytes]:
+    """Read a connection's PROXY header: the header and the client's bytes read past it.
+
+    ``exact``: read no byte past the header (the rest stays in the socket). Raises
+    ``ProxyProtocolError`` for a malformed header or one not complete within ``timeout``,
+    and ``EOFError`` for a connection closed before it (a balancer's TCP health check).
+    """
+    buf = b""
+    with gevent.Timeout(timeout, ProxyProtocolError(f"no complete PROXY header within {timeout:g}s")):
+        while True:
+            header = proxy_protocol.parse(buf)
+            if header is not None:
+                return header, buf[header.length:]
+            data = sock.recv(proxy_protocol.want(buf) if exact else 65536)
+            if not data:
+                raise EOFError("closed before a complete PROXY header")
+            buf += data
+
+
+def accept_proxied(sock, peer: str, timeout: float, exact: bool, listener: str) -> tuple[str, bytes] | None:
+    """The client's address per the PROXY header and the bytes read past it; None (counted, logged,
+    the socket closed) when the connection has no valid header."""
+    try:
+        header, rest = read_proxy_header(sock, timeout, exact)
+    except EOFError:
+        log.debug("%s connection from %s closed before a PROXY header", listener, peer)
+    except ProxyProtocolError as exc:
+        metrics.gw_rejected.labels("proxy_header").inc()
+        log.warning("%s connection from %s refused: %s", listener, peer, exc)
+    except OSError as exc:
+        log.debug("%s connection from %s failed before a PROXY header: %s", listener, peer, exc)
+    else:
+        remote = header.remote(peer)
+        log.debug("%s connection from %s: PROXY v%d %s, client %s", listener, peer, header.version, header.command,
+                  remote)
+        return remote, rest
+    try:
+        sock.close()
+    except OSError:
+        pass
+    return None
+
+
 class Admission:
     """The read side of a session's admission, for one listener loop (see the module doc)."""
 
@@ -159,19 +234,29 @@ class Admission:
 def start_tcp_listener(node) -> StreamServer:
     host, port = split_hostport(node.cfg["tcpAddr"])
     gw = node.gateway
+    proxied = node.cfg["proxyProtocol.tcp"]
+    proxy_timeout = node.cfg["proxyProtocol.timeout"]
 
     def handle(sock, addr):
         try:
             sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
         except OSError:
             pass
-        session = gw.open(TcpTransport(sock, f"{addr[0]}:{addr[1]}"))
+        remote, rest = f"{addr[0]}:{addr[1]}", b""
+        if proxied:
+            got = accept_proxied(sock, remote, proxy_timeout, False, "tcp")
+            if got is None:
+                return
+            remote, rest = got
+        session = gw.open(TcpTransport(sock, remote))
         if session is None:
             sock.close()
             return
         try:
             recv = sock.recv
             admit = Admission(session)
+            if rest:
+                session.feed(rest)
             while admit.ready():
                 data = recv(65536)
                 if not data:
@@ -189,7 +274,9 @@ def start_tcp_listener(node) -> StreamServer:
     return server
 
 
-def create_ws_app(node):
+def create_ws_app(node, proxied: bool = False):
+    """The WebSocket gateway app; ``proxied``: the address comes from the PROXY header, and an
+    ``X-Real-IP`` header (which a client could write itself behind a TCP-mode balancer) is ignored."""
     gw = node.gateway
 
     def app(environ, start_response):
@@ -197,8 +284,11 @@ def create_ws_app(node):
         if ws is None:
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
             return [b"WebSocket upgrade required\n"]
-        remote = environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR", "")
-        session = gw.open(WsTransport(ws, f"{remote}:{environ.get('REMOTE_PORT', '')}"))
+        remote = environ.get("REMOTE_ADDR", "")
+        if not proxied:
+            remote = environ.get("HTTP_X_REAL_IP") or remote
+        transport = TlsWsTransport if isinstance(ws.handler.socket, gssl.SSLSocket) else WsTransport
+        session = gw.open(transport(ws, f"{remote}:{environ.get('REMOTE_PORT', '')}"))
         if session is None:
             ws.close()
             return []
@@ -218,3 +308,58 @@ def create_ws_app(node):
         return []
 
     return app
+
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+class ClientWsServer(WSGIServer):
+    """A WebSocket listener that reads a PROXY header first (``proxy_timeout`` not None) and/or
+    does the TLS handshake itself (``tls``), both in the connection's own greenlet."""
+
+    def __init__(self, addr, app, proxy_timeout: float | None = None, tls=None, **kwargs) -> None:
+        super().__init__(addr, app, **kwargs)
+        self.proxy_timeout = proxy_timeout
+        self.tls = tls
+        self.listener_name = "wss" if tls is not None else "ws"
+
+    def handle(self, sock, address):
+        peer = f"{address[0]}:{address[1]}"
+        if self.proxy_timeout is not None:
+            got = accept_proxied(sock, peer, self.proxy_timeout, True, self.listener_name)
+            if got is None:
+                return
+            host, _, port = got[0].rpartition(":")
+            address = (host, int(port) if port.isdigit() else 0)
+        if self.tls is not None:
+            try:
+                sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
+                metrics.gw_rejected.labels("tls_handshake").inc()
+                log.info("wss connection from %s: TLS handshake failed: %s", peer, exc)
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                return
+        super().handle(sock, address)
+
+
+def tls_context(cert_file: str, key_file: str):
+    """The server TLS context of ``wssAddr`` (raises when the files do not load)."""
+    ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def start_ws_server(addr: str, app, proxy_timeout: float | None = None, tls=None) -> ClientWsServer:
+    """Serve the WebSocket gateway ``app`` on ``addr`` (gevent-websocket's handler)."""
+    from geventwebsocket.handler import WebSocketHandler
+
+    host, port = split_hostport(addr)
+    server = ClientWsServer((host, port), app, proxy_timeout=proxy_timeout, tls=tls, backlog=4096, log=None,
+                            error_log=logging.getLogger("api.wsgi"), handler_class=WebSocketHandler)
+    server.start()
+    return server

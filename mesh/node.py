@@ -317,9 +317,9 @@ class Node:
         # out of every future full collection
         gc.freeze()
         self.ready_event.set()
-        log.info("node started: api=%s tcp=%s ws=%s manager=%s router=%s pub=%s", cfg["httpAddr"],
-                 cfg["tcpAddr"], cfg["wsAddr"], cfg["manager.addr"], cfg["cluster.serverAddr"],
-                 cfg["cluster.pubAddr"])
+        log.info("node started: api=%s tcp=%s ws=%s wss=%s proxyProtocol(tcp=%s ws=%s) manager=%s router=%s pub=%s",
+                 cfg["httpAddr"], cfg["tcpAddr"], cfg["wsAddr"], cfg["wssAddr"] or "off", cfg["proxyProtocol.tcp"],
+                 cfg["proxyProtocol.ws"], cfg["manager.addr"], cfg["cluster.serverAddr"], cfg["cluster.pubAddr"])
 
     def _on_view(self, view: ClusterView) -> None:
         peers = {}
@@ -376,21 +376,32 @@ class Node:
 
     # ------------------------------------------------------------------ listeners
     def _start_listeners(self) -> None:
-        from gateway.listeners import start_tcp_listener
+        """TCP always; ``wssAddr`` always (TLS and the PROXY header are read here, not by gunicorn);
+        ``wsAddr`` here without gunicorn, or under it when ``proxyProtocol.ws`` is on (then
+        ``ops/gunicorn.conf.py`` leaves that port to the worker); the HTTP ports without gunicorn."""
+        from gateway.listeners import create_ws_app, start_tcp_listener, start_ws_server, tls_context
 
+        cfg = self.cfg
         self.servers.append(start_tcp_listener(self))
+        proxied = cfg["proxyProtocol.ws"]
+        proxy_timeout = cfg["proxyProtocol.timeout"] if proxied else None
+        if cfg["wssAddr"]:
+            tls = tls_context(cfg["wssConfig.certFile"], cfg["wssConfig.keyFile"])
+            self.servers.append(start_ws_server(cfg["wssAddr"], create_ws_app(self, proxied), proxy_timeout, tls))
+        if not self.serve_http and proxied:
+            self.servers.append(start_ws_server(cfg["wsAddr"], create_ws_app(self, proxied), proxy_timeout))
         if self.serve_http:
             from gevent.pywsgi import WSGIServer
-            from geventwebsocket.handler import WebSocketHandler
 
             from api.app import create_apps
 
             for addr, app, websocket in create_apps(self):
-                host, port = split_hostport(addr)
-                kwargs = {"log": None, "error_log": logging.getLogger("api.wsgi")}
                 if websocket:
-                    kwargs["handler_class"] = WebSocketHandler
-                server = WSGIServer((host, port), app, backlog=4096, **kwargs)
+                    self.servers.append(start_ws_server(addr, create_ws_app(self, proxied), proxy_timeout))
+                    continue
+                host, port = split_hostport(addr)
+                server = WSGIServer((host, port), app, backlog=4096, log=None,
+                                    error_log=logging.getLogger("api.wsgi"))
                 server.start()
                 self.servers.append(server)
 

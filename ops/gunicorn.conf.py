@@ -2,7 +2,8 @@
 
 One worker is one node (worker class GeventWebSocketWorker). gunicorn binds the HTTP
 API, WebSocket, management and demo ports from the node config and the WSGI app
-dispatches on the listening port; the node itself (etcd, ZeroMQ, the TCP listener)
+dispatches on the listening port; the node itself (etcd, ZeroMQ, the TCP listener, the
+TLS WebSocket listener `wssAddr`, and `wsAddr` when `proxyProtocol.ws` is on)
 starts inside the worker after the fork (``post_worker_init``), never in the master,
 as gRPC requires. SIGTERM to the master reaches the worker, which drains first
 (/health 503, slots handed over, clients closed, lease revoked) and then exits.
@@ -27,7 +28,10 @@ def _hp(key: str) -> str:
     return f"{host}:{port}"
 
 
-bind = [_hp("httpAddr"), _hp("wsAddr")]
+bind = [_hp("httpAddr")]
+if not _cfg["proxyProtocol.ws"]:
+    # with the PROXY protocol on, the node reads the header itself and serves wsAddr in the worker
+    bind.append(_hp("wsAddr"))
 if _cfg["manager.on"]:
     bind.append(_hp("manager.addr"))
 if _cfg["demo.on"]:

@@ -175,6 +175,18 @@ KEYS: tuple[Key, ...] = (
     Key("httpAddr", parse_addr, "0.0.0.0:5001", "Listen address of the WuKongIM-compatible HTTP API."),
     Key("tcpAddr", parse_addr, "0.0.0.0:5100", "Listen address for binary WKProto clients over TCP."),
     Key("wsAddr", parse_addr, "ws://0.0.0.0:5200", "Listen address for WebSocket clients (any path)."),
+    Key("wssAddr", parse_addr, "",
+        "Listen address for WebSocket clients over TLS (`wss://0.0.0.0:5210`; empty: off). Needs "
+        "`wssConfig.certFile` and `wssConfig.keyFile`; for deployments without a TLS-terminating balancer."),
+    Key("wssConfig.certFile", parse_str, "", "PEM certificate (chain) of the `wssAddr` listener."),
+    Key("wssConfig.keyFile", parse_str, "", "PEM private key of the `wssAddr` listener (unencrypted)."),
+    Key("proxyProtocol.tcp", parse_bool, False,
+        "The TCP listener expects a PROXY protocol header (v1 or v2, haproxy `send-proxy` / `send-proxy-v2`) "
+        "on every connection and takes the client's address from it; a connection without one is refused."),
+    Key("proxyProtocol.ws", parse_bool, False,
+        "The same for the WebSocket listeners (`wsAddr` and `wssAddr`; before the TLS handshake)."),
+    Key("proxyProtocol.timeout", parse_duration, 5.0,
+        "A connection whose PROXY header is not complete within this time is closed.", check=_positive),
     Key("manager.on", parse_bool, True, "Serve the management port (metrics, web manager)."),
     Key("manager.addr", parse_addr, "0.0.0.0:5300", "Listen address of the management port (`/metrics`, web manager)."),
     Key("demo.on", parse_bool, True, "Serve the demo chat page."),
@@ -182,7 +194,9 @@ KEYS: tuple[Key, ...] = (
     Key("external.ip", parse_str, "", "Address clients use to reach this node; defaults to 127.0.0.1."),
     Key("external.tcpAddr", parse_str, "", "TCP address handed to clients by `/route` (default `external.ip`:tcp port)."),
     Key("external.wsAddr", parse_str, "", "WebSocket URL handed to clients by `/route` (default `ws://external.ip:ws port`)."),
-    Key("external.wssAddr", parse_str, "", "Secure WebSocket URL handed to clients by `/route` (empty: none)."),
+    Key("external.wssAddr", parse_str, "",
+        "Secure WebSocket URL handed to clients by `/route` (default `wss://external.ip:wssAddr port` "
+        "when `wssAddr` is set, else none)."),
     Key("external.apiUrl", parse_str, "", "URL of this node's HTTP API as other nodes and tools see it."),
     Key("intranet.tcpAddr", parse_str, "", "TCP address for `/route?intranet=1` (default: external.tcpAddr)."),
     Key("cluster.nodeId", parse_int, None,
@@ -452,6 +466,7 @@ def _derive(v: dict[str, Any]) -> None:
         v["external.apiUrl"] = f"http://{ip}:{api_port}"
     if not v["intranet.tcpAddr"]:
         v["intranet.tcpAddr"] = v["external.tcpAddr"]
+    _derive_wss(v, ip)
     if not v["etcd.endpoints"]:
         raise ConfigError("etcd.endpoints", "needs at least one host:port")
     for ep in v["etcd.endpoints"]:
@@ -471,6 +486,20 @@ def _derive(v: dict[str, Any]) -> None:
         raise ConfigError("cluster.name", "may only contain letters, digits, '.', '_' and '-'")
     if not v["redis.url"].startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+
+
+def _derive_wss(v: dict[str, Any], ip: str) -> None:
+    """``wssAddr`` needs both TLS files (readable); ``external.wssAddr`` defaults to ``wss://external.ip:port``."""
+    cert, key = v["wssConfig.certFile"], v["wssConfig.keyFile"]
+    if not v["wssAddr"]:
+        return
+    for name, path in (("wssConfig.certFile", cert), ("wssConfig.keyFile", key)):
+        if not path:
+            raise ConfigError(name, "is required when wssAddr is set")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(name, f"{path!r} is not a readable file")
+    if not v["external.wssAddr"]:
+        v["external.wssAddr"] = f"wss://{ip}:{split_hostport(v['wssAddr'])[1]}"
 
 
 def markdown() -> str:
