@@ -438,3 +438,32 @@ def check_invariants(table: SlotTable, live: Iterable[int]) -> list[str]:
         if not s.leader:
             problems.append(f"slot {s.id}: no leader")
     return problems
+
+
+def move_leader(table: SlotTable, slot_id: int, away_from: int, live: Iterable[int], *,
+                status: Mapping[int, SlotStatus] | None = None, draining: Iterable[int] = (),
+                removed: Iterable[int] = (), no_lead: Iterable[int] = ()) -> tuple[SlotTable | None, str]:
+    """An operator's slot election (``POST /cluster/election``): ``slot_id``'s leadership off ``away_from``.
+
+    Returns (the next table, "") with the slot led by another live voter the leader
+    reports in sync (the one leading fewest slots) at term + 1, or (None, the reason)
+    when it cannot move: the slot is not led by ``away_from``, its leader has not
+    reported the current term established, or no other voter is in sync.
+    """
+    if not 0 <= slot_id < len(table.slots):
+        return None, f"no slot {slot_id}"
+    new = table.copy()
+    live_set = set(live)
+    ctx = _Ctx(new, live_set, set(draining) & live_set, set(removed), set(no_lead), status or {}, {}, False)
+    s = new.slots[slot_id]
+    if s.leader != away_from:
+        return None, f"slot {slot_id} is led by node {s.leader}, not node {away_from}"
+    if not ctx.ready(s):
+        return None, f"slot {slot_id}'s leader has not reported term {s.term} established yet"
+    targets = [n for n in s.replicas if n != away_from and n in ctx.leadable and ctx.in_sync(s, n)]
+    if not targets:
+        return None, f"slot {slot_id} has no other live voter in sync to lead it"
+    counts = new.leader_counts(targets)
+    _set_leader(ctx, s, min(targets, key=lambda n: (counts.get(n, 0), n)))
+    new.version = table.version + 1
+    return new, ""

@@ -296,6 +296,8 @@ class Node:
                                      positions=self.replication.positions, reachable=self.mesh.ever_heard,
                                      holdings=self.replication.holdings)
         self.mesh.handle(wire.TRANSFER_CONTROLLER, self._on_transfer_controller)
+        self.mesh.handle(wire.RESIGN_CONTROLLER, self._on_resign_controller)
+        self.mesh.handle(wire.ELECT_SLOT, self._on_elect_slot)
         self.replication.start()
         self.controller.start()
         self.gateway.start()
@@ -366,6 +368,17 @@ class Node:
         if not self.controller.is_controller:
             raise Refused("not_controller", self.view.controller)
         return self.controller.transfer(int(target))
+
+    def _on_resign_controller(self, sender: int, _payload) -> bool:
+        if not self.controller.is_controller:
+            raise Refused("not_controller", self.view.controller)
+        return self.controller.resign()
+
+    def _on_elect_slot(self, sender: int, payload) -> dict:
+        if not self.controller.is_controller:
+            raise Refused("not_controller", self.view.controller)
+        slot, away_from = payload
+        return self.controller.move_slot_leader(int(slot), int(away_from))
 
     # ------------------------------------------------------------------ listeners
     def _start_listeners(self) -> None:

@@ -51,6 +51,8 @@ GW_CONN_CLOSE = "gw.conn_close"  # ConnClose -> bool (the connection was found o
 SLOT_CALL = "slot.call"  # SlotCall -> the call's answer
 MGR_STATS = "mgr.stats"  # None -> this node's stats for the manager page
 TRANSFER_CONTROLLER = "transfer_controller"  # target node id -> bool (sent to the controller)
+RESIGN_CONTROLLER = "resign_controller"  # None -> bool (sent to the controller: a new election)
+ELECT_SLOT = "elect_slot"  # [slot, node to move the leadership off] -> {"moved", "leader", "term", "reason"}
 
 # Slot calls (carried inside SLOT_CALL; the leader of the key's slot serves them).
 USER_SET_TOKEN = "user.set_token"
