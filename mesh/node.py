@@ -82,6 +82,7 @@ class Node:
         from mesh.im import channels, cmd, conversations, events, history, person_perms, system_uids, users
         from mesh.im.messages import Messages
         from mesh.im.send_batches import SendBatches
+        from mesh.im.send_batches import register as register_send_batches
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
 
@@ -94,6 +95,7 @@ class Node:
         cmd.register(svc)
         system_uids.register(svc)
         events.register(svc, self)
+        register_send_batches(svc, self)
         self.recent = history.RecentCache()
         history.register(svc, self.recent)
         self.users = users.Users(self.router)

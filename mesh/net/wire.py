@@ -82,6 +82,7 @@ SYSUID_REMOVE = "sysuid.remove"
 SYSUID_LIST = "sysuid.list"
 EVT_APPEND = "evt.append"  # on the message's channel slot: /message/event
 EVT_SYNC = "evt.sync"  # on the message's channel slot: /message/eventsync
+BATCH_ADD = "batch.add"  # on the from_uid's slot: queue a /message/sendbatch in the slot's log
 
 
 # ---------------------------------------------------------------- positional payloads
@@ -158,3 +159,5 @@ OP_CMD_SYNCED = "cmd.synced"
 OP_CMD_ACK = "cmd.ack"
 OP_SYSUID = "sysuid"
 OP_EVENT = "event"
+OP_BATCH_ADD = "batch.add"  # a /message/sendbatch accepted: {"id", "from", "flags", "subs", "payload"}
+OP_BATCH_DONE = "batch.done"  # its messages before "done" are sent: {"id", "done"}
