@@ -4,7 +4,9 @@ Without a body (or with ``{}``) the controller resigns its etcd election and ano
 live node takes the role. With ``{"slot": N}`` (or on the WuKongIM path) the slot's
 leadership moves off the node that was asked, when it leads the slot: the controller
 writes the slot table with another in-sync voter as leader at term + 1, the same kind
-of change a drain or a stuck leader makes. Both answer once the change is visible in
+of change a drain or a stuck leader makes (when that would leave the leader counts
+uneven, one of the new leader's slots comes to this node in the same change:
+``swapped``, so balancing does not hand the slot back). Both answer once the change is visible in
 this node's copy of the cluster state (at most 5 s), or 503 if it did not happen.
 """
 from __future__ import annotations
@@ -81,7 +83,7 @@ class ClusterElection:
             gevent.sleep(0.05)
         s = node.view.table.slots[slot]
         resp.media = {"status": 200, "type": "slot", "slot": slot, "moved": True, "previous_leader": node.node_id,
-                      "leader": s.leader, "term": s.term}
+                      "leader": s.leader, "term": s.term, "swapped": answer.get("swapped", [])}
 
 
 def register(app, node) -> None:

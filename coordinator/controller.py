@@ -154,10 +154,12 @@ class Controller:
             self.view.refresh()
             return {"moved": False, "reason": "the slot table changed meanwhile; retry"}
         s = new.slots[slot]
+        swapped = [b.id for a, b in zip(current.slots, new.slots) if b.id != slot and a.leader != b.leader]
         metrics.controller_changes.inc()
-        log.info("slot table v%d written: slot %d moved from node %d to node %d at term %d (operator election)",
-                 new.version, slot, away_from, s.leader, s.term)
-        return {"moved": True, "leader": s.leader, "term": s.term, "reason": ""}
+        log.info("slot table v%d written: slot %d moved from node %d to node %d at term %d (operator election)%s",
+                 new.version, slot, away_from, s.leader, s.term,
+                 f"; slot(s) {swapped} to node {away_from} to keep the counts even" if swapped else "")
+        return {"moved": True, "leader": s.leader, "term": s.term, "swapped": swapped, "reason": ""}
 
     def _reconcile(self) -> None:
         view = self.view

@@ -464,6 +464,25 @@ def move_leader(table: SlotTable, slot_id: int, away_from: int, live: Iterable[i
     if not targets:
         return None, f"slot {slot_id} has no other live voter in sync to lead it"
     counts = new.leader_counts(targets)
-    _set_leader(ctx, s, min(targets, key=lambda n: (counts.get(n, 0), n)))
+    target = min(targets, key=lambda n: (counts.get(n, 0), n))
+    _set_leader(ctx, s, target)
+    _swap_back(ctx, slot_id, target, away_from)
     new.version = table.version + 1
     return new, ""
+
+
+def _swap_back(ctx: _Ctx, moved: int, target: int, away_from: int) -> None:
+    """After an election, give ``away_from`` another of ``target``'s slots if the counts would need it.
+
+    Otherwise the controller's balancing may hand the elected slot straight back.
+    """
+    counts = ctx.table.leader_counts(ctx.leadable)
+    if away_from not in counts or max(counts.values()) - min(counts.values()) <= 1:
+        return
+    if counts.get(target, 0) - counts[away_from] < 2:
+        return
+    for o in ctx.table.slots:
+        if o.id != moved and o.leader == target and away_from in o.replicas and ctx.ready(o) \
+                and ctx.in_sync(o, away_from):
+            _set_leader(ctx, o, away_from)
+            return
