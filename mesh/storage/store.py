@@ -252,6 +252,7 @@ class Store:
         os.makedirs(root, exist_ok=True)
         self.root = root
         self.run_id = ""  # this open's id (``mesh.storage.snapshot``: markers, snapshots)
+        self.restored = False  # this open put a snapshot in place of live files copied while running
         self.path = os.path.join(root, "skein.duckdb")
         self.threads = threads
         self.memory_limit = memory_limit
@@ -276,7 +277,8 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
-        snapshot.recover(self.root)  # a directory copied while its node ran comes back from its snapshot
+        # a directory copied while its node ran comes back from its snapshot
+        self.restored = snapshot.recover(self.root) == snapshot.COPIED
         self.run_id = snapshot.mark_open(self.root)
         self.con = duckdb.connect(self.path, config={"threads": self.threads, "memory_limit": self.memory_limit})
         self.con.execute(f"CREATE TABLE IF NOT EXISTS hot (slot SMALLINT, {COLUMNS})")
