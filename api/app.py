@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api import (
     channels,
     cluster_admin,
+    cluster_election,
     cluster_shapes,
     cmd_sync,
     connections,
@@ -85,6 +86,7 @@ def _base_app(node) -> falcon.App:
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
     cluster_shapes.register(app, node)
+    cluster_election.register(app, node)
     return app
 
 
@@ -124,6 +126,7 @@ def create_manager_app(node) -> falcon.App:
     app.add_route("/cluster/transfer-leadership", cluster_admin.TransferLeadership(node))
     cluster_admin.register(app, node)
     cluster_shapes.register(app, node)
+    cluster_election.register(app, node)
     _register_api(app, node)  # same-origin API for the web manager
     manager_ui.register(app, node)
     return app

@@ -319,6 +319,7 @@ def register(app, node) -> None:
     app.add_route("/cluster/nodes/{node_id:int}/drain", nodes, suffix="drain")
     app.add_route("/cluster/debug/slots/{slot:int}/entries", DebugSlotEntries(node))
     app.add_route("/cluster/backup", ClusterBackup(node))
+    app.add_route("/cluster/snapshot", ClusterSnapshot(node))
 
 
 class ClusterBackup:
@@ -344,3 +345,25 @@ class ClusterBackup:
             resp.media = {"status": 200, "manifest": export(node.replication.store, path, manifest)}
         except OSError as exc:
             raise falcon.HTTPBadRequest(title=f"cannot write the backup to {path}: {exc}") from None
+
+
+class ClusterSnapshot:
+    """`POST /cluster/snapshot`: write ``<rootDir>/snapshot/`` so that copying the data directory now is a backup.
+
+    Our users' guide then copies the node's data directory while it runs, and restores
+    by stopping the node, copying it back and starting it (``mesh/storage/snapshot.py``).
+    """
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def on_post(self, req, resp):
+        from mesh.storage import snapshot
+        from mesh.storage.log_store import StoreError
+
+        try:
+            info = snapshot.take(self.node.replication.store)
+        except (OSError, StoreError) as exc:
+            raise falcon.HTTPServiceUnavailable(title=f"snapshot failed: {exc}") from None
+        resp.media = {"status": 200, "node_id": self.node.node_id, "data_dir": self.node.cfg["rootDir"],
+                      "snapshot": info}

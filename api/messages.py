@@ -10,7 +10,8 @@
   per-``from_uid`` or per-token rate (``api.rate_limit``) it answers 429
   ``{"msg": ..., "status": 429}``.
 * ``POST /message/sendbatch`` answers a bare ``{"fail_uids":[...],"reason":[...]}`` as soon
-  as the batch is durably queued; the messages follow (``mesh/im/send_batches.py``).
+  as the batch is durably queued in the from_uid's slot log; the messages follow
+  (``mesh/im/send_batches.py``).
 * ``POST /channel/messagesync``, ``POST /messages`` answer a bare
   ``{"start_message_seq","end_message_seq","more","messages":[MessageResp...]}``;
   ``POST /message`` a MessageResp or ``{"status":404}``; ``GET /channel/max_message_seq``
@@ -27,7 +28,6 @@ import logging
 import uuid
 
 import falcon
-import redis
 
 from api.channels import channel_of, uids_of
 from api.errors import lenient
@@ -51,6 +51,9 @@ from mesh.im.channel_rules import (
 from mesh.im.events import message_resps
 from mesh.im.messages import message_resp
 from mesh.net import wire
+from mesh.net.transport import MeshError
+from mesh.slots.router import SlotCallError, SlotUnavailable
+from mesh.storage.entries import M_CMN, M_SETTING
 
 log = logging.getLogger("api.messages")
 
@@ -188,7 +191,7 @@ class MessageSendBatch(_Base):
         try:
             if ok:
                 self.node.send_batches.enqueue(from_uid, ok, payload, flags)
-        except (redis.RedisError, OSError) as exc:
+        except (SlotUnavailable, SlotCallError, MeshError) as exc:
             raise falcon.HTTPServiceUnavailable(title="retry required", description=f"queue unavailable: {exc}") \
                 from None
         resp.media = {"fail_uids": fail_uids, "reason": ["uid contains '@', '#' or '&'" if u else "empty uid"

@@ -27,7 +27,7 @@ import gevent
 from coordinator.cluster_view import ClusterView
 from coordinator.etcd_client import Etcd
 from coordinator.membership import Membership
-from coordinator.slot_table import SlotTable, check_invariants, plan, stuck_slots
+from coordinator.slot_table import SlotTable, check_invariants, move_leader, plan, stuck_slots
 from coordinator.table_rebuild import NodeReport, has_data, rebuild
 from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
@@ -35,6 +35,7 @@ from mesh.base.wake_loop import WakeLoop
 log = logging.getLogger("coordinator.controller")
 
 BOOTSTRAP_SETTLE = 1.0  # seconds without membership changes before the first table is written
+RESIGN_ABSTAIN = 3.0  # seconds a controller that resigned leaves the election to the others
 
 PositionsFn = Callable[[SlotTable, set[int]], dict[int, dict[int, tuple[int, int]]]]
 HoldingsFn = Callable[[set[int]], dict[int, NodeReport]]
@@ -63,6 +64,7 @@ class Controller:
         self._stuck_seen: dict[int, tuple[int, int, float]] = {}  # slot -> (term, leader, not ready since)
         self._recheck: gevent.Greenlet | None = None
         self._members_changed_at = time.monotonic()
+        self._abstain_until = 0.0  # after resign(): campaign only if nobody else took the role
         self._loop = WakeLoop("controller pass", self._pass, interval=2.0, settle=0.05, logger=log)
         view.listen(self._loop.wake)
         membership.on_session_change(self._loop.wake)
@@ -92,6 +94,10 @@ class Controller:
         lease = self.membership.lease
         if lease is None:
             return
+        wait = self._abstain_until - time.monotonic()
+        if wait > 0 and len(self.view.live()) > 1:
+            gevent.spawn_later(wait + 0.05, self._loop.wake)
+            return
         if self.etcd.create(self.key, str(self.node_id), lease=lease):
             log.info("elected controller")
 
@@ -107,6 +113,53 @@ class Controller:
         if ok:
             log.info("controller role transferred to node %s", target)
         return ok
+
+    def resign(self) -> bool:
+        """Give the controller role up so that another node wins the next election. True if done.
+
+        The key is deleted only if this node still holds it; this node then stays out of
+        the election for ``RESIGN_ABSTAIN`` seconds (unless it is the only live node).
+        """
+        if not self.is_controller:
+            return False
+        self._abstain_until = time.monotonic() + RESIGN_ABSTAIN
+        ok, _ = self.etcd.txn([self.etcd.tx.value(self.key) == str(self.node_id)], [self.etcd.tx.delete(self.key)])
+        if ok:
+            log.info("controller role resigned (operator election); leaving the election to the others for %.0fs",
+                     RESIGN_ABSTAIN)
+        else:
+            self._abstain_until = 0.0
+        return ok
+
+    def move_slot_leader(self, slot: int, away_from: int) -> dict:
+        """An operator's slot election: move ``slot``'s leadership off ``away_from`` (a table write, term + 1).
+
+        Returns ``{"moved": bool, "leader", "term", "reason"}``; refused unless controller.
+        """
+        if not self.is_controller:
+            return {"moved": False, "reason": "not the controller"}
+        view = self.view
+        current = view.table
+        if current is None:
+            return {"moved": False, "reason": "no slot table yet"}
+        new, reason = move_leader(current, slot, away_from, {n for n in view.live() if self.reachable(n)},
+                                  status=view.status, draining=view.draining, removed=view.removed,
+                                  no_lead=view.stepdown)
+        if new is None:
+            return {"moved": False, "reason": reason}
+        ok, _ = self.etcd.txn([self.etcd.tx.value(self.key) == str(self.node_id),
+                               self.etcd.tx.value(self.slots_key) == view.table_raw],
+                              [self.etcd.tx.put(self.slots_key, new.to_bytes())])
+        if not ok:
+            self.view.refresh()
+            return {"moved": False, "reason": "the slot table changed meanwhile; retry"}
+        s = new.slots[slot]
+        swapped = [b.id for a, b in zip(current.slots, new.slots) if b.id != slot and a.leader != b.leader]
+        metrics.controller_changes.inc()
+        log.info("slot table v%d written: slot %d moved from node %d to node %d at term %d (operator election)%s",
+                 new.version, slot, away_from, s.leader, s.term,
+                 f"; slot(s) {swapped} to node {away_from} to keep the counts even" if swapped else "")
+        return {"moved": True, "leader": s.leader, "term": s.term, "swapped": swapped, "reason": ""}
 
     def _reconcile(self) -> None:
         view = self.view

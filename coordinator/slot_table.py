@@ -438,3 +438,51 @@ def check_invariants(table: SlotTable, live: Iterable[int]) -> list[str]:
         if not s.leader:
             problems.append(f"slot {s.id}: no leader")
     return problems
+
+
+def move_leader(table: SlotTable, slot_id: int, away_from: int, live: Iterable[int], *,
+                status: Mapping[int, SlotStatus] | None = None, draining: Iterable[int] = (),
+                removed: Iterable[int] = (), no_lead: Iterable[int] = ()) -> tuple[SlotTable | None, str]:
+    """An operator's slot election (``POST /cluster/election``): ``slot_id``'s leadership off ``away_from``.
+
+    Returns (the next table, "") with the slot led by another live voter the leader
+    reports in sync (the one leading fewest slots) at term + 1, or (None, the reason)
+    when it cannot move: the slot is not led by ``away_from``, its leader has not
+    reported the current term established, or no other voter is in sync.
+    """
+    if not 0 <= slot_id < len(table.slots):
+        return None, f"no slot {slot_id}"
+    new = table.copy()
+    live_set = set(live)
+    ctx = _Ctx(new, live_set, set(draining) & live_set, set(removed), set(no_lead), status or {}, {}, False)
+    s = new.slots[slot_id]
+    if s.leader != away_from:
+        return None, f"slot {slot_id} is led by node {s.leader}, not node {away_from}"
+    if not ctx.ready(s):
+        return None, f"slot {slot_id}'s leader has not reported term {s.term} established yet"
+    targets = [n for n in s.replicas if n != away_from and n in ctx.leadable and ctx.in_sync(s, n)]
+    if not targets:
+        return None, f"slot {slot_id} has no other live voter in sync to lead it"
+    counts = new.leader_counts(targets)
+    target = min(targets, key=lambda n: (counts.get(n, 0), n))
+    _set_leader(ctx, s, target)
+    _swap_back(ctx, slot_id, target, away_from)
+    new.version = table.version + 1
+    return new, ""
+
+
+def _swap_back(ctx: _Ctx, moved: int, target: int, away_from: int) -> None:
+    """After an election, give ``away_from`` another of ``target``'s slots if the counts would need it.
+
+    Otherwise the controller's balancing may hand the elected slot straight back.
+    """
+    counts = ctx.table.leader_counts(ctx.leadable)
+    if away_from not in counts or max(counts.values()) - min(counts.values()) <= 1:
+        return
+    if counts.get(target, 0) - counts[away_from] < 2:
+        return
+    for o in ctx.table.slots:
+        if o.id != moved and o.leader == target and away_from in o.replicas and ctx.ready(o) \
+                and ctx.in_sync(o, away_from):
+            _set_leader(ctx, o, away_from)
+            return

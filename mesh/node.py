@@ -83,6 +83,7 @@ class Node:
         from mesh.im.messages import Messages
         from mesh.im.online_status import OnlineStatus
         from mesh.im.send_batches import SendBatches
+        from mesh.im.send_batches import register as register_send_batches
         from mesh.im.webhooks import Webhooks
         from mesh.replication.manager import Replication
 
@@ -95,6 +96,7 @@ class Node:
         cmd.register(svc)
         system_uids.register(svc)
         deltas = events.register(svc, self)
+        register_send_batches(svc, self)
         self.recent = history.RecentCache()
         history.register(svc, self.recent, deltas)
         self.users = users.Users(self.router)
@@ -302,6 +304,8 @@ class Node:
                                      positions=self.replication.positions, reachable=self.mesh.ever_heard,
                                      holdings=self.replication.holdings)
         self.mesh.handle(wire.TRANSFER_CONTROLLER, self._on_transfer_controller)
+        self.mesh.handle(wire.RESIGN_CONTROLLER, self._on_resign_controller)
+        self.mesh.handle(wire.ELECT_SLOT, self._on_elect_slot)
         self.replication.start()
         self.controller.start()
         self.gateway.start()
@@ -373,6 +377,17 @@ class Node:
         if not self.controller.is_controller:
             raise Refused("not_controller", self.view.controller)
         return self.controller.transfer(int(target))
+
+    def _on_resign_controller(self, sender: int, _payload) -> bool:
+        if not self.controller.is_controller:
+            raise Refused("not_controller", self.view.controller)
+        return self.controller.resign()
+
+    def _on_elect_slot(self, sender: int, payload) -> dict:
+        if not self.controller.is_controller:
+            raise Refused("not_controller", self.view.controller)
+        slot, away_from = payload
+        return self.controller.move_slot_leader(int(slot), int(away_from))
 
     # ------------------------------------------------------------------ listeners
     def _start_listeners(self) -> None:

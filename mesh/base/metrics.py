@@ -205,7 +205,8 @@ webhook_depth = Gauge("skein_webhook_queue_depth", "Entries in the webhook strea
 api_lenient = Counter("skein_api_lenient_answers_total",
                       "HTTP requests answered 200 (as WuKongIM does) although nothing, or not what was asked, happened",
                       ["route", "reason"])
-sendbatch_queued = Counter("skein_sendbatch_queued_total", "Messages accepted by /message/sendbatch (queued in Redis)")
+sendbatch_queued = Counter("skein_sendbatch_queued_total",
+                           "Messages accepted by /message/sendbatch (queued in the from_uid's slot log)")
 sendbatch_sent = Counter("skein_sendbatch_sent_total", "Queued /message/sendbatch messages sent")
 sendbatch_failed = Counter("skein_sendbatch_failed_total",
                            "Queued /message/sendbatch messages refused or not sent (no slot leader)")

@@ -1,42 +1,46 @@
-"""``/message/sendbatch`` as a durable, queued fan-out.
+"""``/message/sendbatch`` as a durable, queued fan-out kept in the from_uid's slot log.
 
-The HTTP call only validates and appends the batch to the Redis stream
-``skein:<cluster>:sendbatch`` (``XADD``), then answers: a large batch never holds the
-request open. Every node consumes the stream through one consumer group and sends
-each batch's person messages ``from_uid -> subscriber`` in order (``CONCURRENCY`` in
-flight) through the normal write path, as system sends (WuKongIM's HTTP sends skip
-the sender checks). An entry is acknowledged and deleted once all its messages are
-durable. While a node works on a batch it keeps the entry claimed; entries a dead
-node had taken are claimed by the others after ``CLAIM_IDLE`` seconds and sent again
-from the start. Each message's ``client_msg_no`` is ``<batch id>-<index>``, so the
-channel's dedupe turns those resends into no-ops: what was accepted is sent once,
-even if the accepting or the sending node dies. A message that cannot be sent after
-``MAX_ATTEMPTS`` (no slot leader for that long) is logged and counted; the rest of
-the batch goes on.
+The HTTP call validates, then proposes the batch to the slot of its ``from_uid``
+(``batch.add``: sender, subscribers, payload, flags) and answers once a majority of
+the slot's replicas hold it: a large batch never holds the request open, and what was
+accepted survives the accepting node's death and the loss of Redis (nothing of it is
+in Redis).
+
+The slot's serving leader does the fan-out: a loop on every node looks for queued
+batches in the slots it leads and sends each batch's person messages
+``from_uid -> subscriber`` in order, ``CHUNK`` at a time (concurrently within a
+chunk), through the normal write path as system sends (WuKongIM's HTTP sends skip the
+sender checks). After each chunk it records the progress in the slot (``batch.done``);
+a finished batch leaves the slot state. When the leadership moves (failover, drain,
+election) the new leader goes on from the recorded progress, so at most the chunk in
+flight is sent again. Each message's ``client_msg_no`` is ``<batch id>-<index>``, so
+the recipient channel's dedupe turns those resends into no-ops: each recipient gets
+the message once. A message that cannot be sent after ``MAX_ATTEMPTS`` (no slot leader
+for that long) is logged and counted; the rest of the batch goes on.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 
 import gevent
+import gevent.event
 import gevent.pool
-import redis
 
 from gateway import wkproto as wk
 from gateway.ports import SendRequest
 from mesh.base import metrics
 from mesh.im.channel_rules import PERSON
+from mesh.net import wire
+from mesh.net.transport import MeshError, Refused
+from mesh.replication.replica import NotLeader
 
 log = logging.getLogger("mesh.im.send_batches")
 
-GROUP = "skein-sendbatch"
-CLAIM_IDLE = 10.0  # seconds an entry may sit with a silent consumer before another node takes it
-CONCURRENCY = 64  # sends of one batch in flight
+CHUNK = 64  # messages of one batch in flight; progress is recorded after each chunk
 MAX_ATTEMPTS = 5  # per message, while its slot has no leader
-MAX_STREAM = 1_000_000
+POLL = 1.0  # seconds between looks for queued batches in the slots led here (also woken by a commit)
 
 
 def client_msg_no(batch_id: str, index: int) -> str:
@@ -44,109 +48,113 @@ def client_msg_no(batch_id: str, index: int) -> str:
     return f"{batch_id}-{index}"
 
 
+def register(service, node) -> None:
+    def add(svc, slot: int, a: dict) -> int:
+        n = svc.propose(slot, wire.OP_BATCH_ADD, a)
+        node.send_batches.wake()  # this node leads the slot: start sending now
+        return n
+    service.register(wire.BATCH_ADD, add)
+
+
 class SendBatches:
     def __init__(self, node) -> None:
         self.node = node
-        self.stream = f"skein:{node.cfg['cluster.name']}:sendbatch"
-        self.consumer = f"node-{node.node_id}"
         self._greenlet: gevent.Greenlet | None = None
+        self._running: dict[str, gevent.Greenlet] = {}  # batch id -> its sender on this node
+        self._wake = gevent.event.Event()
 
     # ------------------------------------------------------------------ producing
     def enqueue(self, from_uid: str, subscribers: list[str], payload: bytes, flags: int) -> str:
-        """Append a batch (raises ``redis.RedisError`` if it could not be stored); returns its id."""
+        """Store a batch in the from_uid's slot (raises the router's errors if it could not); returns its id."""
         batch_id = uuid.uuid4().hex
-        self.node.redis.client.xadd(self.stream, {"batch": batch_id, "from": from_uid, "flags": str(flags),
-                                                  "subs": json.dumps(subscribers), "payload": payload},
-                                    maxlen=MAX_STREAM, approximate=True)
+        self.node.router.call(from_uid, wire.BATCH_ADD, {"id": batch_id, "from": from_uid, "flags": int(flags),
+                                                         "subs": list(subscribers), "payload": bytes(payload)})
         metrics.sendbatch_queued.inc(len(subscribers))
         log.info("sendbatch %s queued: %d message(s) from %s", batch_id, len(subscribers), from_uid)
         return batch_id
 
-    # ------------------------------------------------------------------ consuming
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ sending (on the slot leader)
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._consume_loop)
+        self._greenlet = gevent.spawn(self._loop)
 
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
+        for g in list(self._running.values()):
+            g.kill(block=False)
 
-    def _ensure_group(self, r) -> None:
-        try:
-            r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _consume_loop(self) -> None:
-        r = None
-        last_claim = 0.0
+    def _loop(self) -> None:
         while True:
+            self._wake.wait(timeout=POLL)
+            self._wake.clear()
             try:
-                if r is None:
-                    r = self.node.redis.client
-                    self._ensure_group(r)
-                entries = []
-                if time.monotonic() - last_claim > CLAIM_IDLE / 3:
-                    last_claim = time.monotonic()
-                    claimed = r.xautoclaim(self.stream, GROUP, self.consumer, int(CLAIM_IDLE * 1000), "0-0", count=1)
-                    entries = claimed[1] if claimed else []
-                    if entries:
-                        log.info("sendbatch entry %s claimed from a silent node", entries[0][0])
-                if not entries:
-                    got = r.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=1, block=1000)
-                    entries = got[0][1] if got else []
-                for eid, fields in entries:
-                    if fields:  # a claimed entry deleted meanwhile comes back empty
-                        self._process(r, eid, fields)
-                    r.xack(self.stream, GROUP, eid)
-                    r.xdel(self.stream, eid)
+                self._look()
             except gevent.GreenletExit:
                 raise
-            except (redis.RedisError, OSError) as exc:
-                log.warning("sendbatch queue unavailable: %s", exc)
-                r = None
-                gevent.sleep(1.0)
             except Exception:
-                log.exception("sendbatch consumer failed")
-                gevent.sleep(1.0)
+                log.exception("sendbatch scan failed")
+            gevent.sleep(0.05)
 
-    def _process(self, r, eid, fields: dict) -> None:
-        batch_id = fields[b"batch"].decode()
-        from_uid = fields[b"from"].decode()
-        flags = int(fields.get(b"flags", b"0"))
-        payload = fields[b"payload"]
-        subs = json.loads(fields[b"subs"])
+    def _look(self) -> None:
+        for slot, r in list(self.node.replication.replicas.items()):
+            if not r.state.batches or not r.is_serving():
+                continue
+            for batch_id in list(r.state.batches):
+                g = self._running.get(batch_id)
+                if g is None or g.dead:
+                    self._running[batch_id] = gevent.spawn(self._run, slot, batch_id)
+
+    def _run(self, slot: int, batch_id: str) -> None:
         started = time.monotonic()
-        last_touch = started
-        failed = 0
-
-        def one(i: int, uid: str) -> bool:
-            req = SendRequest(from_uid, uid, PERSON, payload, client_msg_no(batch_id, i), 0, flags)
-            for attempt in range(MAX_ATTEMPTS):
-                res = self.node.messages.send_sync(req, system=True)
-                if res.reason != wk.REASON_SYSTEM_ERROR:
-                    if res.reason != wk.REASON_SUCCESS:
-                        log.info("sendbatch %s: message to %s refused (reason %d)", batch_id, uid, res.reason)
-                    return res.reason == wk.REASON_SUCCESS
-                gevent.sleep(min(0.5 * 2 ** attempt, 5.0))
-            log.error("sendbatch %s: message to %s not sent after %d attempts (no slot leader)", batch_id, uid,
-                      MAX_ATTEMPTS)
-            return False
-
-        pool = gevent.pool.Pool(CONCURRENCY)
-        jobs = []
-        for i, uid in enumerate(subs):
-            jobs.append(pool.spawn(one, i, uid))
-            if time.monotonic() - last_touch > CLAIM_IDLE / 3:  # still ours: keep the entry claimed
-                r.xclaim(self.stream, GROUP, self.consumer, 0, [eid], justid=True)
-                last_touch = time.monotonic()
-        while len(gevent.joinall(jobs, timeout=CLAIM_IDLE / 3)) < len(jobs):
-            r.xclaim(self.stream, GROUP, self.consumer, 0, [eid], justid=True)
-        for j in jobs:
-            if not j.successful() or not j.value:
-                failed += 1
-        metrics.sendbatch_sent.inc(len(subs) - failed)
-        if failed:
-            metrics.sendbatch_failed.inc(failed)
-        log.info("sendbatch %s done: %d sent, %d not sent, %.2fs", batch_id, len(subs) - failed, failed,
+        sent = failed = 0
+        announced = False
+        try:
+            while True:
+                r = self.node.replication.replicas.get(slot)
+                if r is None or not r.is_serving():
+                    log.info("sendbatch %s: slot %d no longer served here; its next leader goes on", batch_id, slot)
+                    return
+                b = r.state.batches.get(batch_id)
+                if b is None:
+                    break
+                first = b["done"]
+                chunk = b["subs"][first:first + CHUNK]
+                if not announced:
+                    announced = True
+                    log.info("sendbatch %s: sending %d message(s) from %s, from message %d on", batch_id,
+                             len(b["subs"]), b["from"], first)
+                pool = gevent.pool.Pool(CHUNK)
+                jobs = [pool.spawn(self._one, batch_id, b, first + i, uid) for i, uid in enumerate(chunk)]
+                gevent.joinall(jobs)
+                ok = sum(1 for j in jobs if j.successful() and j.value)
+                sent += ok
+                failed += len(chunk) - ok
+                try:
+                    self.node.slot_service.propose(slot, wire.OP_BATCH_DONE,
+                                                   {"id": batch_id, "done": first + len(chunk)})
+                except (Refused, NotLeader, MeshError) as exc:
+                    log.info("sendbatch %s: progress not recorded (%s); the slot's leader goes on", batch_id, exc)
+                    return
+        finally:
+            self._running.pop(batch_id, None)
+            metrics.sendbatch_sent.inc(sent)
+            if failed:
+                metrics.sendbatch_failed.inc(failed)
+        log.info("sendbatch %s done here: %d sent, %d not sent, %.2fs", batch_id, sent, failed,
                  time.monotonic() - started)
+
+    def _one(self, batch_id: str, b: dict, index: int, uid: str) -> bool:
+        req = SendRequest(b["from"], uid, PERSON, b["payload"], client_msg_no(batch_id, index), 0, b["flags"])
+        for attempt in range(MAX_ATTEMPTS):
+            res = self.node.messages.send_sync(req, system=True)
+            if res.reason != wk.REASON_SYSTEM_ERROR:
+                if res.reason != wk.REASON_SUCCESS:
+                    log.info("sendbatch %s: message to %s refused (reason %d)", batch_id, uid, res.reason)
+                return res.reason == wk.REASON_SUCCESS
+            gevent.sleep(min(0.5 * 2 ** attempt, 5.0))
+        log.error("sendbatch %s: message to %s not sent after %d attempts (no slot leader)", batch_id, uid,
+                  MAX_ATTEMPTS)
+        return False

@@ -10,6 +10,8 @@ replicas that applied the same entries hold the same state:
   and the window the last ``/message/sync`` handed out (replicated, unlike WuKongIM's
   node-local memory, so a leader change or a second device loses neither);
 * the added system uids (in the slot of the key ``____system``);
+* queued ``/message/sendbatch`` fan-outs (in the from_uid's slot) and how far each
+  has been sent (``mesh.im.send_batches``);
 * message events: per (channel, type, client_msg_no) one state row per event key and
   the message's event seq (``mesh.im.events``);
 * MSG entries: a message of one channel; applying it advances the channel's last
@@ -162,6 +164,7 @@ class SlotState:
         self.cmd_synced: dict[str, list[list]] = {}  # uid -> [[CMD channel, type, seq]] of the last sync
         self.system_uids: set[str] = set()
         self.events: dict[tuple[str, int, str], dict] = {}  # (channel, type, client_msg_no) -> {"seq", "keys"}
+        self.batches: dict[str, dict] = {}  # sendbatch id -> {"from", "flags", "subs", "payload", "done"}
         self.applied = 0  # index of the last applied entry
 
     # ------------------------------------------------------------------ reads
@@ -362,6 +365,25 @@ class SlotState:
 
         return apply_event(self.events.setdefault((a["id"], int(a["type"]), a["cmn"]), {"seq": 0, "keys": {}}), a)
 
+    # ---- queued /message/sendbatch fan-outs (in the from_uid's slot)
+    def _batch_add(self, a: dict) -> int:
+        """Queue a batch (a replayed add of a known id changes nothing); returns its message count."""
+        if a["id"] not in self.batches:
+            self.batches[a["id"]] = {"from": a["from"], "flags": int(a.get("flags", 0)), "subs": list(a["subs"]),
+                                     "payload": a["payload"], "done": 0}
+        return len(self.batches[a["id"]]["subs"])
+
+    def _batch_done(self, a: dict) -> int:
+        """Messages before ``done`` are sent; a finished batch is forgotten. Returns the messages left."""
+        b = self.batches.get(a["id"])
+        if b is None:
+            return 0
+        b["done"] = max(b["done"], int(a["done"]))
+        left = len(b["subs"]) - b["done"]
+        if left <= 0:
+            del self.batches[a["id"]]
+        return max(left, 0)
+
     # ------------------------------------------------------------------ snapshots
     def to_snapshot(self) -> dict:
         return {
@@ -373,6 +395,7 @@ class SlotState:
             "cmd_synced": self.cmd_synced,
             "system_uids": sorted(self.system_uids),
             "events": [[k[0], k[1], k[2], v] for k, v in self.events.items()],
+            "batches": [[k, v] for k, v in self.batches.items()],
             "applied": self.applied,
         }
 
@@ -389,6 +412,7 @@ class SlotState:
         s.cmd_synced = {uid: [list(r) for r in rec] for uid, rec in snap.get("cmd_synced", {}).items()}
         s.system_uids = set(snap.get("system_uids", []))
         s.events = {(cid, int(ctype), cmn): v for cid, ctype, cmn, v in snap.get("events", [])}
+        s.batches = {k: v for k, v in snap.get("batches", [])}
         s.applied = int(snap.get("applied", 0))
         return s
 
@@ -410,6 +434,8 @@ _OPS = {
     wire.OP_CMD_ACK: SlotState._cmd_ack,
     wire.OP_SYSUID: SlotState._sysuid,
     wire.OP_EVENT: SlotState._event,
+    wire.OP_BATCH_ADD: SlotState._batch_add,
+    wire.OP_BATCH_DONE: SlotState._batch_done,
 }
 
 __all__ = ["Channel", "Conv", "SlotState", "INFO_FIELDS", "M_CHANNEL", "M_CTYPE", "M_MID"]

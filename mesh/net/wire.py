@@ -51,6 +51,8 @@ GW_CONN_CLOSE = "gw.conn_close"  # ConnClose -> bool (the connection was found o
 SLOT_CALL = "slot.call"  # SlotCall -> the call's answer
 MGR_STATS = "mgr.stats"  # None -> this node's stats for the manager page
 TRANSFER_CONTROLLER = "transfer_controller"  # target node id -> bool (sent to the controller)
+RESIGN_CONTROLLER = "resign_controller"  # None -> bool (sent to the controller: a new election)
+ELECT_SLOT = "elect_slot"  # [slot, node to move the leadership off] -> {"moved", "leader", "term", "reason"}
 
 # Slot calls (carried inside SLOT_CALL; the leader of the key's slot serves them).
 USER_SET_TOKEN = "user.set_token"
@@ -81,6 +83,7 @@ SYSUID_REMOVE = "sysuid.remove"
 SYSUID_LIST = "sysuid.list"
 EVT_APPEND = "evt.append"  # on the message's channel slot: /message/event
 EVT_SYNC = "evt.sync"  # on the message's channel slot: /message/eventsync
+BATCH_ADD = "batch.add"  # on the from_uid's slot: queue a /message/sendbatch in the slot's log
 
 
 # ---------------------------------------------------------------- positional payloads
@@ -157,3 +160,5 @@ OP_CMD_SYNCED = "cmd.synced"
 OP_CMD_ACK = "cmd.ack"
 OP_SYSUID = "sysuid"
 OP_EVENT = "event"
+OP_BATCH_ADD = "batch.add"  # a /message/sendbatch accepted: {"id", "from", "flags", "subs", "payload"}
+OP_BATCH_DONE = "batch.done"  # its messages before "done" are sent: {"id", "done"}

@@ -73,8 +73,30 @@ class Replication:
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         self.store.open()
+        if getattr(self.store, "restored", False):
+            self._fence_restored_terms()
         for slot in sorted(self.store.local_slots()):
             self._replica(slot)
+
+    def _fence_restored_terms(self) -> None:
+        """After a restore from a snapshot: promise every slot's current table term, and never lead at it.
+
+        The restored hard state is older than what this node promised and led before: it
+        must not accept a deposed leader below the table's term, nor lead again at a term
+        it may have led after the snapshot (its entries of that term are gone here).
+        """
+        table = self.node.view.table
+        if table is None:
+            return
+        for slot in sorted(self.store.local_slots()):
+            if slot >= len(table.slots):
+                continue
+            s = table.slots[slot]
+            term, led = self.store.load_hard_state(slot)
+            new_led = max(led, s.term) if s.leader == self.node.node_id else led
+            if (max(term, s.term), new_led) != (term, led):
+                self.store.save_hard_state(slot, max(term, s.term), new_led)
+        log.info("restored from a snapshot: hard state raised to the slot table's terms (v%d)", table.version)
 
     def start(self) -> None:
         self.node.view.listen(self._roles_loop.wake)

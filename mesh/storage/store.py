@@ -41,6 +41,7 @@ import gevent.event
 import msgpack
 
 from mesh.base import metrics
+from mesh.storage import snapshot
 from mesh.storage.entries import KIND_MSG, Entry
 from mesh.storage.log_store import StoreError
 
@@ -249,6 +250,9 @@ class Store:
                  commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 0.1,
                  fsync: bool = True) -> None:
         os.makedirs(root, exist_ok=True)
+        self.root = root
+        self.run_id = ""  # this open's id (``mesh.storage.snapshot``: markers, snapshots)
+        self.restored = False  # this open put a snapshot in place of live files copied while running
         self.path = os.path.join(root, "skein.duckdb")
         self.threads = threads
         self.memory_limit = memory_limit
@@ -273,6 +277,9 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
+        # a directory copied while its node ran comes back from its snapshot
+        self.restored = snapshot.recover(self.root) == snapshot.COPIED
+        self.run_id = snapshot.mark_open(self.root)
         self.con = duckdb.connect(self.path, config={"threads": self.threads, "memory_limit": self.memory_limit})
         self.con.execute(f"CREATE TABLE IF NOT EXISTS hot (slot SMALLINT, {COLUMNS})")
         self.con.execute("CREATE TABLE IF NOT EXISTS snap (slot SMALLINT, idx BIGINT, term BIGINT, data BLOB)")
@@ -328,6 +335,7 @@ class Store:
         if self.con is not None:
             try:
                 self.con.close()
+                snapshot.mark_closed(self.root)
             except Exception:
                 pass
             self.con = None

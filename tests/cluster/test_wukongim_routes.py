@@ -499,3 +499,44 @@ def test_sendbatch_is_sent_even_if_the_accepting_node_dies(make_cluster):
         return got is not None and min(got) >= 1 and got
     got = wait_until(all_sent, 120, interval=1.0, what="every message of the batch after the kill")
     assert set(got) == {1}, "a message of the batch was sent twice"
+
+
+def test_sendbatch_survives_a_redis_flushall_and_the_death_of_its_slot_leader(make_cluster):
+    """The batch lives in the from_uid's slot log: Redis losing everything changes nothing, and the
+    slot's next leader goes on from the recorded progress when the accepting node (its leader) dies."""
+    import redis
+
+    c = make_cluster(3)
+    n1, n2 = c.nodes[1], c.nodes[2]
+    c.wait_slots_ready(via=2)
+    frm = next(f for f in (uniq("dr") for _ in range(1000)) if leader_of(c, f) == 1)
+    subs = [f"{frm}-s{i}" for i in range(1500)]
+    code, got = n1.post("/message/sendbatch", {"from_uid": frm, "subscribers": subs, "payload": payload("r")})
+    assert code == 200 and got == {"fail_uids": [], "reason": []}
+    redis.Redis.from_url(c.redis.url).flushall()
+
+    def part_sent():  # part of the batch is out: the next leader must go on from the recorded progress
+        return all(n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")[1]
+                   ["message_seq"] >= 1 for s in subs[:200:10])
+    wait_until(part_sent, 30, interval=0.1, what="the first messages of the batch")
+    n1.kill9()
+
+    def seqs():
+        out = []
+        for s in subs:
+            code, got = n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")
+            if code != 200:
+                return None
+            out.append(got["message_seq"])
+        return out
+
+    def all_sent():
+        got = seqs()
+        return got is not None and min(got) >= 1 and got
+    got = wait_until(all_sent, 120, interval=1.0, what="every message of the batch after FLUSHALL and the kill")
+    assert set(got) == {1}, "a message of the batch was sent twice"
+    took_over = [line for n in (n2, c.nodes[3]) for line in open(f"{n.dir}/node.log")
+                 if f"message(s) from {frm}, from message" in line]
+    print(took_over)
+    assert took_over, "the slot's next leader did not take the batch over"
+    assert int(took_over[0].rsplit("from message ", 1)[1].split()[0]) > 0, "it started the batch again"
