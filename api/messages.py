@@ -53,7 +53,6 @@ from mesh.im.messages import message_resp
 from mesh.net import wire
 from mesh.net.transport import MeshError
 from mesh.slots.router import SlotCallError, SlotUnavailable
-from mesh.storage.entries import M_CMN, M_SETTING
 
 log = logging.getLogger("api.messages")
 
