@@ -12,7 +12,7 @@ import time
 import pytest
 
 from coordinator.slot_table import slot_of
-from tests.support.servers import Cluster, http, uniq, wait_until
+from tests.support.servers import Cluster, http, ready_cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -102,13 +102,8 @@ def stored(node, group: str, uid: str) -> set[str]:
 
 @pytest.fixture
 def cluster():
-    c = Cluster(3)
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster() as c:
         yield c
-    finally:
-        c.close()
 
 
 def test_slot_election_moves_leadership_under_load_without_losing_a_write(cluster):

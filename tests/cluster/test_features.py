@@ -25,7 +25,7 @@ from gateway.client import ClientError, WKClient
 from mesh.im.channel_rules import subscribers_cmd_channel
 from tests.support.clients import easy_sdk, js_sdk
 from tests.support.ports import free_port
-from tests.support.servers import Cluster, uniq, wait_until
+from tests.support.servers import ready_cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -63,14 +63,9 @@ def hooks():
 
 @pytest.fixture(scope="module")
 def cluster(hooks):
-    c = Cluster(3, extra={"webhook.httpAddr": hooks[0].url, "agent.webhook.httpAddr": hooks[1].url,
-                          "webhook.msgNotifyEventPushInterval": "200ms"})
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster(extra={"webhook.httpAddr": hooks[0].url, "agent.webhook.httpAddr": hooks[1].url,
+                          "webhook.msgNotifyEventPushInterval": "200ms"}) as c:
         yield c
-    finally:
-        c.close()
 
 
 def tok(node, uid, flag=1, level=1):

@@ -26,7 +26,7 @@ import pytest
 
 from gateway import wkproto as wk
 from gateway.client import WKClient
-from tests.support.servers import ROOT, Cluster, http, uniq, wait_until
+from tests.support.servers import ROOT, http, ready_cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -36,14 +36,9 @@ HTTP_UID_RATE = 20
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(3, extra={"conn.maxConnectionsPerIp": PER_IP, "limits.httpFromUidRate": HTTP_UID_RATE,
-                          "limits.httpFromUidBurst": HTTP_UID_RATE})
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster(extra={"conn.maxConnectionsPerIp": PER_IP, "limits.httpFromUidRate": HTTP_UID_RATE,
+                          "limits.httpFromUidBurst": HTTP_UID_RATE}) as c:
         yield c
-    finally:
-        c.close()
 
 
 def tok(node, uid: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 from gateway import wkproto as wk
 from gateway.client import WKClient
 from gateway.session_crypto import client_key_pair
-from tests.support.servers import Cluster, wait_until
+from tests.support.servers import ready_cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -43,13 +43,8 @@ def pct(xs: list[float], p: float) -> float:
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(3, extra={"conn.outboundMaxBytes": MAX_BYTES, "conn.outboundMaxDelay": f"{MAX_DELAY}s"})
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster(extra={"conn.outboundMaxBytes": MAX_BYTES, "conn.outboundMaxDelay": f"{MAX_DELAY}s"}) as c:
         yield c
-    finally:
-        c.close()
 
 
 def group_led_by(node, leader: int) -> str:

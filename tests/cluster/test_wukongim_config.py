@@ -21,7 +21,7 @@ from gateway import wkproto as wk
 from gateway.client import ConnectRefused, WKClient
 from tests.cluster.test_messaging import WebhookReceiver
 from tests.support.ports import free_port
-from tests.support.servers import Cluster, NodeProcess, uniq, wait_until
+from tests.support.servers import NodeProcess, ready_cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -35,14 +35,9 @@ def hook():
 
 @pytest.fixture(scope="module")
 def cluster(hook):
-    c = Cluster(3, extra={"tokenAuthOn": False, "cluster.name": "skein", "webhook.httpAddr": hook.url,
-                          "webhook.msgNotifyEventPushInterval": "200ms"})
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster(extra={"tokenAuthOn": False, "cluster.name": "skein", "webhook.httpAddr": hook.url,
+                          "webhook.msgNotifyEventPushInterval": "200ms"}) as c:
         yield c
-    finally:
-        c.close()
 
 
 def client(node, uid: str, token: str = "", **kw) -> WKClient:

@@ -18,7 +18,7 @@ from coordinator.slot_table import slot_of
 from gateway import wkproto as wk
 from gateway.client import WKClient
 from mesh.im.channel_rules import fake_channel_id
-from tests.support.servers import Cluster, uniq, wait_until
+from tests.support.servers import ready_cluster, uniq, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -28,13 +28,8 @@ MESSAGE_KEYS = {"header", "setting", "message_id", "message_idstr", "client_msg_
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(3)
-    try:
-        c.start()
-        c.wait_slots_ready()
+    with ready_cluster() as c:
         yield c
-    finally:
-        c.close()
 
 
 def leader_of(cluster, key: str) -> int:
@@ -475,6 +470,17 @@ def test_sendbatch_answers_at_once_and_sends_every_message(cluster):
         assert code == 400 and got["status"] == 400
 
 
+def batch_seqs(node, frm: str, subs: list[str]) -> list[int] | None:
+    """Each subscriber's max seq of its chat with ``frm`` through ``node``; None until all have one."""
+    out = []
+    for s in subs:
+        code, got = node.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")
+        if code != 200 or got["message_seq"] < 1:
+            return None
+        out.append(got["message_seq"])
+    return out
+
+
 def test_sendbatch_is_sent_even_if_the_accepting_node_dies(make_cluster):
     c = make_cluster(3)
     n1, n2 = c.nodes[1], c.nodes[2]
@@ -485,19 +491,8 @@ def test_sendbatch_is_sent_even_if_the_accepting_node_dies(make_cluster):
     assert code == 200 and got == {"fail_uids": [], "reason": []}
     n1.kill9()
 
-    def seqs():
-        out = []
-        for s in subs:
-            code, got = n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")
-            if code != 200:
-                return None
-            out.append(got["message_seq"])
-        return out
-
-    def all_sent():
-        got = seqs()
-        return got is not None and min(got) >= 1 and got
-    got = wait_until(all_sent, 120, interval=1.0, what="every message of the batch after the kill")
+    got = wait_until(lambda: batch_seqs(n2, frm, subs), 120, interval=1.0,
+                     what="every message of the batch after the kill")
     assert set(got) == {1}, "a message of the batch was sent twice"
 
 
@@ -521,19 +516,8 @@ def test_sendbatch_survives_a_redis_flushall_and_the_death_of_its_slot_leader(ma
     wait_until(part_sent, 30, interval=0.1, what="the first messages of the batch")
     n1.kill9()
 
-    def seqs():
-        out = []
-        for s in subs:
-            code, got = n2.get(f"/channel/max_message_seq?login_uid={s}&channel_id={frm}&channel_type=1")
-            if code != 200:
-                return None
-            out.append(got["message_seq"])
-        return out
-
-    def all_sent():
-        got = seqs()
-        return got is not None and min(got) >= 1 and got
-    got = wait_until(all_sent, 120, interval=1.0, what="every message of the batch after FLUSHALL and the kill")
+    got = wait_until(lambda: batch_seqs(n2, frm, subs), 120, interval=1.0,
+                     what="every message of the batch after FLUSHALL and the kill")
     assert set(got) == {1}, "a message of the batch was sent twice"
     took_over = [line for n in (n2, c.nodes[3]) for line in open(f"{n.dir}/node.log")
                  if f"message(s) from {frm}, from message" in line]

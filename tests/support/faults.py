@@ -209,14 +209,5 @@ class SlotOutageMonitor:
 
     def longest(self) -> tuple[float, int | None, float | None]:
         """(seconds, slot, monotonic time it began) of the longest refusal of any slot."""
-        worst, worst_slot, worst_start = 0.0, None, None
-        for slot, samples in self.samples.items():
-            start = None
-            for t, ok in sorted(samples):
-                if not ok and start is None:
-                    start = t
-                elif ok and start is not None:
-                    if t - start > worst:
-                        worst, worst_slot, worst_start = t - start, slot, start
-                    start = None
-        return worst, worst_slot, worst_start
+        runs = self.windows()
+        return runs[0] if runs else (0.0, None, None)

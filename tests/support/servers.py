@@ -17,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -331,3 +333,15 @@ class Cluster:
             print(f"test dirs kept in {self.base}")
         else:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def ready_cluster(n: int = 3, extra: dict | None = None) -> Iterator[Cluster]:
+    """A started cluster whose every slot is ready, closed on the way out (the body of most fixtures)."""
+    c = Cluster(n, extra=extra)
+    try:
+        c.start()
+        c.wait_slots_ready()
+        yield c
+    finally:
+        c.close()
