@@ -82,10 +82,11 @@ bench-idle: install
 bench: install
 	$(PY) ops/bench/run.py
 
-# Group fan-out next to python-socketio and Node socket.io (each 3 processes + Redis, installed
-# into .bench/ from PyPI and npm) and a bare gevent WebSocket server (the machine's ceiling).
+# Group fan-out (20 x 10 over WebSocket), servers pinned to CPU 0 and load to CPU 1: server CPU per
+# delivery at 125 msg/s and the maximum rate at p99 <= 200 ms, Skein next to python-socketio + Redis
+# (installed into .bench/ from PyPI); ARGS="--only skein,python-socketio,node-socketio,bare-ws" adds the others.
 bench-compare: install
-	$(PY) -m ops.bench.compare
+	$(PY) -m ops.bench.compare $(ARGS)
 
 # py-spy flame graph and hot spots of node 1 under load: make profile LOAD="--scenario groups --group-rate 500"
 profile: install

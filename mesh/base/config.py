@@ -315,7 +315,7 @@ KEYS: tuple[Key, ...] = (
     Key("messageRetry.scanInterval", parse_duration, 5.0, "How often the resend queue is scanned."),
     Key("store.commitInterval", parse_duration, 0.002, "Group-commit window of the store (many entries per commit)."),
     Key("store.commitMaxEntries", parse_int, 2000, "Most entries in one group commit.", check=_range(1, 1_000_000)),
-    Key("store.flushInterval", parse_duration, 0.1,
+    Key("store.flushInterval", parse_duration, 1.0,
         "How often logged writes are copied into DuckDB in one batch (reads wait for the copy)."),
     Key("store.fsync", parse_bool, True,
         "fdatasync the write-ahead log before acknowledging writes (false only for throwaway test clusters)."),

@@ -247,7 +247,7 @@ class Store:
     """The ``LogStore`` of a node: write-ahead log in front, DuckDB behind (see the module docstring)."""
 
     def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
-                 commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 0.1,
+                 commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 1.0,
                  fsync: bool = True) -> None:
         os.makedirs(root, exist_ok=True)
         self.root = root

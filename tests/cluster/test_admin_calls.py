@@ -86,12 +86,12 @@ def create_group(node, group: str, members: list[str]) -> None:
 
 
 def stored(node, group: str, uid: str) -> set[str]:
-    """Every client_msg_no stored in the group (read in pages through ``node``)."""
+    """Every client_msg_no stored in the group (read in pages, oldest first, through ``node``)."""
     out: set[str] = set()
-    start = 0
+    start = 1
     while True:
         code, body = node.post("/channel/messagesync", {"login_uid": uid, "channel_id": group, "channel_type": 2,
-                                                        "start_message_seq": start, "limit": 1000})
+                                                        "start_message_seq": start, "limit": 1000, "pull_mode": 1})
         assert code == 200, body
         msgs = body["messages"]
         out |= {m["client_msg_no"] for m in msgs}

@@ -17,11 +17,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import base64  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
-import struct  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -30,47 +28,8 @@ import gevent.event  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
-from ops.bench.loadgen.harness import measure, open_all, ready_then_wait, send_loop  # noqa: E402
+from ops.bench.loadgen import harness  # noqa: E402
 from ops.bench.loadgen.stats import Histogram  # noqa: E402
-
-
-def ws_frame(text: bytes) -> bytes:
-    """A masked client text frame (the mask is zero: XOR is a no-op, the bytes are legal)."""
-    n = len(text)
-    if n < 126:
-        head = bytes([0x81, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x81, 0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head = bytes([0x81, 0x80 | 127]) + struct.pack(">Q", n)
-    return head + b"\0\0\0\0" + text
-
-
-def parse_frames(buf: bytearray) -> list[tuple[int, bytes]]:
-    """Complete unmasked server frames at the front of ``buf`` (consumed); (opcode, payload)."""
-    out = []
-    pos = 0
-    end = len(buf)
-    while end - pos >= 2:
-        op = buf[pos] & 0x0F
-        n = buf[pos + 1] & 0x7F
-        head = 2
-        if n == 126:
-            if end - pos < 4:
-                break
-            n = struct.unpack_from(">H", buf, pos + 2)[0]
-            head = 4
-        elif n == 127:
-            if end - pos < 10:
-                break
-            n = struct.unpack_from(">Q", buf, pos + 2)[0]
-            head = 10
-        if end - pos < head + n:
-            break
-        out.append((op, bytes(buf[pos + head:pos + head + n])))
-        pos += head + n
-    del buf[:pos]
-    return out
 
 
 class Stats:
@@ -81,6 +40,7 @@ class Stats:
         self.delivered = 0
         self.errors: dict[str, int] = {}
         self.measuring = False
+        self.window: tuple[float, float] | None = None
 
 
 class Conn:
@@ -100,19 +60,7 @@ class Conn:
             path = "/?rooms=" + ",".join(self.rooms)
         self.sock = socket.create_connection((self.host, self.port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed during the handshake")
-            head += chunk
-        status, _, rest = head.partition(b"\r\n\r\n")
-        if b" 101 " not in status.split(b"\r\n", 1)[0]:
-            raise ConnectionError(status.split(b"\r\n", 1)[0].decode())
+        rest = harness.ws_upgrade(self.sock, self.host, self.port, path)
         gevent.spawn(self._reader, bytearray(rest))
         if self.proto == "socketio":
             self.ready.get(timeout=30)
@@ -121,12 +69,13 @@ class Conn:
     def send(self, room: str) -> None:
         now = time.time()
         if self.proto == "socketio":
-            text = '42["msg",' + json.dumps({"room": room, "from": self.uid, "t": now}) + "]"
+            # a 64-byte-or-so content field, like the WKProto payload of the Skein run
+            text = '42["msg",' + json.dumps({"room": room, "from": self.uid, "t": now, "content": "x" * 38}) + "]"
         else:
             text = f"{room}|{self.uid}|{now!r}"
         self.inflight += 1
         try:
-            self.sock.sendall(ws_frame(text.encode()))
+            self.sock.sendall(harness.ws_frame(text.encode()))
         except OSError:
             self.closed = True
 
@@ -145,7 +94,7 @@ class Conn:
     def _reader(self, buf: bytearray) -> None:
         try:
             while True:
-                frames = parse_frames(buf)
+                frames = harness.parse_frames(buf)
                 now = time.time()
                 out = []
                 for op, data in frames:
@@ -158,11 +107,11 @@ class Conn:
                         ev = json.loads(data[2:])[1]
                         self._on_message(ev["from"], ev["t"], now)
                     elif data[:1] == b"0" and data[:2] != b"40":
-                        out.append(ws_frame(b"40" + json.dumps({"rooms": self.rooms}).encode()))
+                        out.append(harness.ws_frame(b"40" + json.dumps({"rooms": self.rooms}).encode()))
                     elif data[:2] == b"40":
                         self.ready.set(True)
                     elif data == b"2":
-                        out.append(ws_frame(b"3"))
+                        out.append(harness.ws_frame(b"3"))
                 if out:
                     self.sock.sendall(b"".join(out))
                 chunk = self.sock.recv(262144)
@@ -184,21 +133,21 @@ def run(cfg: dict) -> dict:
         conn = Conn(c, cfg["proto"], stats)
         conn.connect()
         return conn
-    conns, failed = open_all(cfg["connections"], make, concurrency=100)
-    ready_then_wait(conns, failed)
+    conns, failed = harness.open_all(cfg["connections"], make, concurrency=100)
+    harness.ready_then_wait(conns, failed)
     duration, warmup, window = cfg["duration"], cfg.get("warmup", 2.0), cfg.get("window", 0)
     stop_at = time.time() + warmup + duration
 
     def sender(a: dict) -> None:
         conn = conns.get(a["uid"])
         if conn is not None:
-            send_loop(conn, lambda _i: conn.send(a["room"]), stop_at, window=window, rate=a.get("rate", 0.0))
+            harness.send_loop(conn, lambda _i: conn.send(a["room"]), stop_at, window=window, rate=a.get("rate", 0.0))
     senders = [gevent.spawn(sender, a) for a in cfg["senders"]]
-    measured = measure(stats, senders, warmup, stop_at)
+    measured = harness.measure(stats, senders, warmup, stop_at)
     gevent.sleep(1.0)
     return {"seconds": measured, "acked": stats.acked, "delivered": stats.delivered,
             "sendack": stats.sendack.to_json(), "e2e": stats.e2e.to_json(), "errors": stats.errors,
-            "failed": len(failed)}
+            "failed": len(failed), "window": stats.window}
 
 
 if __name__ == "__main__":

@@ -50,12 +50,13 @@ def node_stats(nodes: list[dict], token: str) -> dict[int, dict]:
 def plan(args, nodes: list[dict]) -> tuple[list[dict], list[dict], list[tuple[str, list[str]]]]:
     """(connections, senders, groups to create)."""
     tag = args.tag or uuid.uuid4().hex[:6]
-    addrs = [n["tcp_addr"] for n in nodes]
+    ws = args.transport == "ws"
+    addrs = [n["ws_addr"].split("://", 1)[-1].split("/", 1)[0] if ws else n["tcp_addr"] for n in nodes]
     conns, senders, groups = [], [], []
 
     def conn(uid: str, i: int) -> None:
         host, _, port = addrs[i % len(addrs)].rpartition(":")
-        conns.append({"uid": uid, "host": host, "port": int(port)})
+        conns.append({"uid": uid, "host": host, "port": int(port), "ws": ws})
 
     i = 0
     if args.scenario in ("pairs", "mix"):
@@ -103,6 +104,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--register", action="store_true", help="register tokens (when tokenAuthOn is on)")
     ap.add_argument("--no-encrypt", action="store_true")
+    ap.add_argument("--transport", choices=["tcp", "ws"], default="tcp", help="WKProto over TCP or WebSocket")
+    ap.add_argument("--payload-bytes", type=int, default=32, help="length of the text content of each message")
     ap.add_argument("--tag", default="")
     ap.add_argument("--json", help="write the result here too")
     ap.add_argument("--label", default="")
@@ -136,7 +139,8 @@ def run(args) -> dict:
     configs = []
     for share in shares:
         cfg = {**share, "duration": args.duration, "warmup": args.warmup, "window": 0 if (args.rate or
-               args.group_rate) else args.window, "encrypt": not args.no_encrypt}
+               args.group_rate) else args.window, "encrypt": not args.no_encrypt,
+               "payload_bytes": args.payload_bytes}
         if args.scenario == "mix":
             cfg["window"] = 0 if (args.rate and args.group_rate) else args.window
         if args.scenario == "idle":
@@ -171,7 +175,7 @@ def run(args) -> dict:
         "sends_per_s": round(acked / seconds), "deliveries_per_s": round(delivered / seconds),
         "sendack_p50_ms": round(sendack.percentile(50) * 1000, 2), "sendack_p99_ms": round(sendack.percentile(99) * 1000, 2),
         "e2e_p50_ms": round(e2e.percentile(50) * 1000, 2), "e2e_p99_ms": round(e2e.percentile(99) * 1000, 2),
-        "errors": errors, "failed": m["failed"], "nodes": node_usage,
+        "errors": errors, "failed": m["failed"], "nodes": node_usage, "window": m["window"],
         "params": {k: v for k, v in vars(args).items() if k not in ("api", "token", "json")},
     }
 

@@ -1,5 +1,8 @@
 """What every load process and coordinator share: opening connections, the go signal, merging results.
 
+The WebSocket client pieces (``ws_upgrade``, ``ws_frame``, ``parse_frames``) are here too:
+the WKProto worker speaks WKProto over WebSocket with them, the comparison worker Socket.IO.
+
 A load process opens its connections (``open_all``), says ``ready`` on stdout and
 waits for ``go`` on stdin (``ready_then_wait``), drives each sender with ``send_loop``
 (closed loop with a window, or paced open loop); the coordinator merges the
@@ -7,8 +10,12 @@ per-process result lines (``merge``): latency histograms, counts and errors.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -52,7 +59,9 @@ def merge(results: list[dict]) -> dict:
         e2e.merge(Histogram.from_json(r["e2e"]))
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + v
+    windows = [r["window"] for r in results if r.get("window")]
     return {"seconds": max(r["seconds"] for r in results), "acked": sum(r["acked"] for r in results),
+            "window": [min(w[0] for w in windows), max(w[1] for w in windows)] if windows else None,
             "delivered": sum(r["delivered"] for r in results), "failed": sum(r["failed"] for r in results),
             "sendack": sendack, "e2e": e2e, "errors": errors}
 
@@ -90,13 +99,15 @@ def send_loop(conn: Any, send: Callable[[int], None], stop_at: float, *, window:
 
 def measure(stats: Any, senders: list, warmup: float, stop_at: float) -> float:
     """Count from the end of the warm-up to ``stop_at`` (every process measures the whole
-    window, whether or not it has senders); returns the seconds measured."""
+    window, whether or not it has senders); returns the seconds measured and leaves the
+    window's wall-clock (start, end) in ``stats.window``."""
     gevent.sleep(warmup)
     stats.measuring = True
     t0 = time.time()
     gevent.sleep(max(0.0, stop_at - t0))
     measured = time.time() - t0
     stats.measuring = False
+    stats.window = (t0, t0 + measured)  # wall clock, so a coordinator can read server CPU over the same span
     gevent.joinall(senders, timeout=5)
     return measured
 
@@ -121,3 +132,60 @@ def run_workers(cmd: list[str], configs: list[dict], cwd: str, on_ready: Callabl
     for p in procs:
         p.wait(30)
     return connected, results, before
+
+
+def ws_upgrade(sock: socket.socket, host: str, port: int, path: str = "/") -> bytes:
+    """The client half of the WebSocket handshake on ``sock``; returns bytes read past the headers."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        head += chunk
+    status, _, rest = head.partition(b"\r\n\r\n")
+    if b" 101 " not in status.split(b"\r\n", 1)[0]:
+        raise ConnectionError(status.split(b"\r\n", 1)[0].decode())
+    return rest
+
+
+def ws_frame(data: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame (text by default; the mask is zero: XOR is a no-op, the bytes are legal)."""
+    n = len(data)
+    first = 0x80 | opcode
+    if n < 126:
+        head = bytes([first, 0x80 | n])
+    elif n < 65536:
+        head = bytes([first, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([first, 0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + data
+
+
+def parse_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Complete unmasked server frames at the front of ``buf`` (consumed); (opcode, payload)."""
+    out = []
+    pos = 0
+    end = len(buf)
+    while end - pos >= 2:
+        op = buf[pos] & 0x0F
+        n = buf[pos + 1] & 0x7F
+        head = 2
+        if n == 126:
+            if end - pos < 4:
+                break
+            n = struct.unpack_from(">H", buf, pos + 2)[0]
+            head = 4
+        elif n == 127:
+            if end - pos < 10:
+                break
+            n = struct.unpack_from(">Q", buf, pos + 2)[0]
+            head = 10
+        if end - pos < head + n:
+            break
+        out.append((op, bytes(buf[pos + head:pos + head + n])))
+        pos += head + n
+    del buf[:pos]
+    return out

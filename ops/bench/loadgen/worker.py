@@ -8,6 +8,8 @@ client_msg_no, so receivers need not decrypt), counts and errors.
 
 Connections speak WKProto v5 with WuKongIM's encryption, like the SDKs; each is a
 raw socket with one reader greenlet that answers RECVs with RECVACKs, batched per read.
+A connection with ``ws`` set speaks the same over WebSocket (one binary frame per
+packet, as the JS SDK sends them).
 """
 from __future__ import annotations
 
@@ -29,7 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirna
 
 from gateway import wkproto as wk  # noqa: E402
 from gateway.session_crypto import SessionCipher, client_key_pair, derive_aes_key  # noqa: E402
-from ops.bench.loadgen.harness import measure, open_all, ready_then_wait, send_loop  # noqa: E402
+from ops.bench.loadgen.harness import (  # noqa: E402
+    measure,
+    open_all,
+    parse_frames,
+    ready_then_wait,
+    send_loop,
+    ws_frame,
+    ws_upgrade,
+)
 from ops.bench.loadgen.stats import Histogram  # noqa: E402
 
 
@@ -43,14 +53,17 @@ class Stats:
         self.delivered = 0
         self.errors: dict[str, int] = {}
         self.measuring = False
+        self.window: tuple[float, float] | None = None
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
 class Conn:
-    def __init__(self, host: str, port: int, uid: str, token: str, stats: Stats, encrypt: bool = True) -> None:
+    def __init__(self, host: str, port: int, uid: str, token: str, stats: Stats, encrypt: bool = True,
+                 ws: bool = False) -> None:
         self.host, self.port, self.uid, self.token = host, port, uid, token
+        self.ws = ws
         self.stats = stats
         self.encrypt = encrypt
         self.sock: socket.socket | None = None
@@ -65,10 +78,12 @@ class Conn:
     def connect(self) -> None:
         self.sock = socket.create_connection((self.host, self.port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rest = ws_upgrade(self.sock, self.host, self.port) if self.ws else b""
+        self.sock.settimeout(None)
         priv, pub = client_key_pair()
-        self.sock.sendall(wk.encode(wk.Connect(5, 1, self.uid + "-bench", self.uid, self.token,
-                                               int(time.time() * 1000), pub if self.encrypt else "")))
-        gevent.spawn(self._reader)
+        self._write(wk.encode(wk.Connect(5, 1, self.uid + "-bench", self.uid, self.token,
+                                         int(time.time() * 1000), pub if self.encrypt else "")))
+        gevent.spawn(self._reader, rest)
         ack = self.connack.get(timeout=30)
         if ack is None or ack.reason_code != 1:
             raise ConnectionError(f"CONNACK {ack.reason_code if ack else 'none'} for {self.uid}")
@@ -88,23 +103,41 @@ class Conn:
         self.inflight += 1
         self.stats.sent += 1
         try:
-            self.sock.sendall(wk.encode(wk.Send(0, seq, cmn, "", channel, ctype, 0, key, "", payload,
-                                                wk.FLAG_RED_DOT)))
+            self._write(wk.encode(wk.Send(0, seq, cmn, "", channel, ctype, 0, key, "", payload, wk.FLAG_RED_DOT)))
         except OSError:
             self.stats.error("send_failed")
             self.closed = True
 
-    def _reader(self) -> None:
+    def _write(self, packet: bytes) -> None:
+        self.sock.sendall(ws_frame(packet, 0x2) if self.ws else packet)
+
+    def _packets(self, dec: wk.FrameDecoder, wsbuf: bytearray, data: bytes) -> list:
+        if not self.ws:
+            return dec.feed(data)
+        wsbuf += data
+        out = []
+        for op, body in parse_frames(wsbuf):
+            if op == 0x2:
+                out.extend(dec.feed(body))
+            elif op == 0x8:
+                raise OSError("closed by the server")
+        return out
+
+    def _reader(self, first: bytes = b"") -> None:
         dec = wk.FrameDecoder(5)
         st = self.stats
+        wsbuf = bytearray()
         try:
+            data = first
             while True:
-                data = self.sock.recv(262144)
                 if not data:
-                    break
+                    data = self.sock.recv(262144)
+                    if not data:
+                        break
                 acks = []
                 now = time.time()
-                for p in dec.feed(data):
+                packets, data = self._packets(dec, wsbuf, data), b""
+                for p in packets:
                     t = p.type
                     if t == wk.RECV:
                         acks.append(wk.encode(wk.Recvack(p.message_id, p.message_seq, p.flags & 0x07)))
@@ -130,7 +163,10 @@ class Conn:
                     elif t == wk.DISCONNECT:
                         st.error(f"disconnect_{p.reason_code}")
                 if acks:
-                    self.sock.sendall(b"".join(acks))
+                    if self.ws:
+                        self.sock.sendall(b"".join(ws_frame(a, 0x2) for a in acks))
+                    else:
+                        self.sock.sendall(b"".join(acks))
                 if dec.error is not None:
                     st.error("bad_frame")
                     break
@@ -146,7 +182,8 @@ def run(cfg: dict) -> dict:
     stats = Stats()
 
     def make(c: dict) -> Conn:
-        conn = Conn(c["host"], c["port"], c["uid"], c.get("token", "t"), stats, cfg.get("encrypt", True))
+        conn = Conn(c["host"], c["port"], c["uid"], c.get("token", "t"), stats, cfg.get("encrypt", True),
+                    c.get("ws", False))
         conn.connect()
         return conn
     conns, failed = open_all(cfg["connections"], make)
@@ -176,7 +213,7 @@ def run(cfg: dict) -> dict:
             pass
     return {"event": "result", "seconds": measured, "sent": stats.sent, "acked": stats.acked, "failed": stats.failed,
             "delivered": stats.delivered, "errors": stats.errors, "sendack": stats.sendack.to_json(),
-            "e2e": stats.e2e.to_json(), "connected": len(conns)}
+            "e2e": stats.e2e.to_json(), "connected": len(conns), "window": stats.window}
 
 
 def main() -> None:
