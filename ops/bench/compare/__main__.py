@@ -9,8 +9,8 @@ printed from /proc). Per system:
 1. **fixed rate**: ``--fixed-rate`` group messages/s for ``--duration`` s; server CPU
    (every server process, etcd and Redis included, from /proc over the measured window)
    and context switches divided by the deliveries counted in the same window;
-2. **maximum rate**: open-loop steps from ``--fixed-rate`` doubling until one is not
-   sustained, then ``--bisect`` halvings between the last sustained and the first not;
+2. **maximum rate**: open-loop steps doubling from ``--fixed-rate`` (the step above is the
+   first) until one is not sustained, then ``--bisect`` halvings between the last sustained and the first not;
    sustained = at least 95% of the offered deliveries arrive and delivery p99 <= ``--p99-limit`` ms.
 
 Systems (``--only``, default ``skein,python-socketio``):
@@ -222,7 +222,7 @@ def start_skein(args) -> Servers:
         return {"connections": res["connections"], "deliveries_per_s": res["deliveries_per_s"],
                 "e2e_p50_ms": res["e2e_p50_ms"], "e2e_p99_ms": res["e2e_p99_ms"],
                 "errors": sum(res["errors"].values()) + res["failed"], "window": res["window"],
-                "delivered": round(res["deliveries_per_s"] * res["seconds"])}
+                "delivered": res["delivered"]}
     pids = {f"node{i}": n.proc.pid for i, n in c.nodes.items()}
     pids["etcd"] = c.etcd.proc.pid
     pids["redis"] = c.redis.proc.pid
@@ -257,19 +257,18 @@ def step(system: str, servers: Servers, sampler: Sampler, args, rate: float, dur
     return r
 
 
-def search(system: str, servers: Servers, sampler: Sampler, args) -> list[dict]:
-    """Doubling steps from the fixed rate until one is not sustained, then bisection."""
+def search(system: str, servers: Servers, sampler: Sampler, args, first: dict) -> list[dict]:
+    """From the fixed-rate step ``first``: doubling steps until one is not sustained, then bisection."""
     runs = []
-    ok, bad = None, None
-    rate = args.fixed_rate
-    while rate <= args.max_rate:
+    ok, bad = (first["rate"], None) if first["sustained"] else (None, first["rate"])
+    rate = first["rate"] * 2
+    while ok is not None and bad is None and rate <= args.max_rate:
         r = step(system, servers, sampler, args, rate, args.search_duration)
         runs.append(r)
-        if not r["sustained"]:
+        if r["sustained"]:
+            ok, rate = rate, rate * 2
+        else:
             bad = rate
-            break
-        ok = rate
-        rate *= 2
     for _ in range(args.bisect if bad is not None and ok is not None else 0):
         rate = round((ok + bad) / 2)
         r = step(system, servers, sampler, args, rate, args.search_duration)
@@ -290,14 +289,15 @@ def run_system(system: str, args, base: str) -> dict:
         sampler = Sampler(servers.pids).start()
         try:
             fixed = step(system, servers, sampler, args, args.fixed_rate, args.duration)
-            runs = search(system, servers, sampler, args)
+            runs = search(system, servers, sampler, args, fixed)
         finally:
             sampler.stop()
     finally:
         servers.stop()
-    ok = [r for r in runs if r["sustained"]]
+    every = [fixed, *runs]
+    ok = [r for r in every if r["sustained"]]
     return {"fixed": fixed, "runs": runs, "best": max(ok, key=lambda r: r["deliveries_per_s"]) if ok else None,
-            "capped": bool(runs) and all(r["sustained"] for r in runs)}
+            "capped": all(r["sustained"] for r in every)}
 
 
 def report(results: dict[str, dict], args, m: dict) -> str:

@@ -172,7 +172,7 @@ def run(args) -> dict:
                          "rss_mb": round(a["mem"] / 2**20, 1)}
     return {
         "scenario": args.scenario, "label": args.label, "connections": connected, "seconds": round(seconds, 1),
-        "sends_per_s": round(acked / seconds), "deliveries_per_s": round(delivered / seconds),
+        "sends_per_s": round(acked / seconds), "deliveries_per_s": round(delivered / seconds), "delivered": delivered,
         "sendack_p50_ms": round(sendack.percentile(50) * 1000, 2), "sendack_p99_ms": round(sendack.percentile(99) * 1000, 2),
         "e2e_p50_ms": round(e2e.percentile(50) * 1000, 2), "e2e_p99_ms": round(e2e.percentile(99) * 1000, 2),
         "errors": errors, "failed": m["failed"], "nodes": node_usage, "window": m["window"],

@@ -108,8 +108,11 @@ class Conn:
             self.stats.error("send_failed")
             self.closed = True
 
+    def _frame(self, packet: bytes) -> bytes:
+        return ws_frame(packet, 0x2) if self.ws else packet
+
     def _write(self, packet: bytes) -> None:
-        self.sock.sendall(ws_frame(packet, 0x2) if self.ws else packet)
+        self.sock.sendall(self._frame(packet))
 
     def _packets(self, dec: wk.FrameDecoder, wsbuf: bytearray, data: bytes) -> list:
         if not self.ws:
@@ -163,10 +166,7 @@ class Conn:
                     elif t == wk.DISCONNECT:
                         st.error(f"disconnect_{p.reason_code}")
                 if acks:
-                    if self.ws:
-                        self.sock.sendall(b"".join(ws_frame(a, 0x2) for a in acks))
-                    else:
-                        self.sock.sendall(b"".join(acks))
+                    self.sock.sendall(b"".join(self._frame(a) for a in acks))
                 if dec.error is not None:
                     st.error("bad_frame")
                     break
