@@ -6,7 +6,6 @@ port a request arrived on.
 
 * ``httpAddr`` (5001): ``create_api_app``, the WuKongIM-compatible API, health and the
   cluster admin calls;
-* ``wsAddr`` (5200): the WebSocket client gateway (``gateway.listeners.create_ws_app``);
 * ``manager.addr`` (5300, when ``manager.on``): ``create_manager_app``, `/metrics`,
   health, the cluster admin calls and the whole API again (as WuKongIM's manager port
   does, so the web manager is same-origin), and the web manager itself
@@ -49,16 +48,13 @@ API_MODULES = (users, channels, messages, message_lookups, conversations, connec
 class ServedApp(NamedTuple):
     addr: str  # host:port from the config
     app: Callable[..., Any]  # the WSGI app
-    websocket: bool = False  # needs a WebSocket-capable handler (gevent-websocket)
 
 
 def create_apps(node) -> list[ServedApp]:
-    """Every app this node serves, with the address it serves it on (per the config)."""
-    from gateway.listeners import create_ws_app
-
+    """Every HTTP app this node serves, with the address it serves it on (per the config).
+    The WebSocket ports are not WSGI: the node serves them itself (``gateway.ws_listener``)."""
     cfg = node.cfg
-    apps = [ServedApp(cfg["httpAddr"], create_api_app(node)),
-            ServedApp(cfg["wsAddr"], create_ws_app(node), websocket=True)]
+    apps = [ServedApp(cfg["httpAddr"], create_api_app(node))]
     if cfg["manager.on"]:
         apps.append(ServedApp(cfg["manager.addr"], create_manager_app(node)))
     if cfg["demo.on"]:

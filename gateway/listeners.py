@@ -1,13 +1,12 @@
-"""Client listeners: raw TCP (gevent StreamServer) and WebSocket (gevent-websocket, any path).
+"""Client listeners: raw TCP (gevent StreamServer), and what the WebSocket listeners share.
 
 Each accepted connection becomes a transport and a ``Session`` of the node's gateway;
 the listener's greenlet reads the socket and feeds the bytes to the session. A
 transport frames what the session writes (``frame``), writes without waiting
 (``write_nowait``: one ``sendmsg`` of several queued frames, what the kernel takes now)
 or, in the connection's writer greenlet only, waits for the socket (``write_wait``),
-and closes without waiting. On WebSocket, binary and text messages feed the same byte
-stream, and every outbound frame is one WebSocket message (binary for WKProto, text
-for JSON-RPC), as WuKongIM's JS SDKs require.
+and closes without waiting. The WebSocket listeners (``gateway.ws_listener``) use the
+same read loop shape, ``Admission`` and PROXY-header reading from here.
 
 The read loops apply the session's admission: while the session is ``paused`` (too
 many SENDs pending) they do not read (TCP flow control pushes back on the client) and
@@ -21,8 +20,7 @@ header (``gateway.proxy_protocol``) of each connection, within ``proxyProtocol.t
 and the client's address from it is the session's ``remote`` (``/connz``, logs, the
 per-IP limit); a connection without a valid header is closed before any session exists.
 The WebSocket listeners read it exactly (nothing of the client's own bytes) and, on
-``wssAddr``, do the TLS handshake after it; over TLS every frame goes through the
-session's writer greenlet (``write_wait``), as TLS sockets have no ``sendmsg``.
+``wssAddr``, do the TLS handshake after it.
 """
 from __future__ import annotations
 
@@ -30,9 +28,7 @@ import logging
 import socket as pysocket
 
 import gevent
-from gevent import ssl as gssl
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 
 from gateway import proxy_protocol
@@ -45,16 +41,6 @@ log = logging.getLogger("gateway.listeners")
 
 
 _DONTWAIT = pysocket.MSG_DONTWAIT
-_WS_CLOSE = b"\x88\x02\x03\xe8"  # close frame, status 1000
-
-
-def ws_frame_header(opcode: int, n: int) -> bytes:
-    """Header of an unmasked, final WebSocket frame (RFC 6455 5.2) carrying ``n`` bytes."""
-    if n < 126:
-        return bytes((0x80 | opcode, n))
-    if n < 65536:
-        return bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
-    return bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
 
 
 def write_nowait(sock, buffers) -> int:
@@ -93,68 +79,6 @@ class TcpTransport:
         except OSError:
             pass
         self.sock.close()
-
-
-class WsTransport:
-    """A WebSocket client: every frame is its own WebSocket message (binary for WKProto, text for
-    JSON-RPC), written straight to the socket as gevent-websocket would frame it; several
-    messages may share one ``sendmsg``."""
-
-    __slots__ = ("ws", "remote", "sock")
-    kind = "ws"
-    goodbye = _WS_CLOSE
-
-    def __init__(self, ws, remote: str) -> None:
-        self.ws = ws
-        self.remote = remote
-        self.sock = ws.handler.socket
-
-    @staticmethod
-    def frame(data, text: bool) -> bytes:
-        if isinstance(data, str):
-            data = data.encode()
-        return ws_frame_header(0x1 if text else 0x2, len(data)) + data
-
-    def write_nowait(self, buffers) -> int:
-        if self.ws.closed:
-            raise OSError("websocket closed")
-        return write_nowait(self.sock, buffers)
-
-    def write_wait(self, buffers) -> int:
-        if self.ws.closed:
-            raise OSError("websocket closed")
-        return self.sock.sendmsg(buffers)
-
-    def close(self) -> None:
-        """Never waits: the close frame went out through the session's buffer (``goodbye``)."""
-        try:
-            self.sock.shutdown(pysocket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.ws.close()  # the socket is shut: marks it closed without waiting on anything
-        except Exception:
-            pass
-
-
-class TlsWsTransport(WsTransport):
-    """A WebSocket client over TLS (``wssAddr``): a TLS socket cannot ``sendmsg`` nor take part of a
-    record and come back later with other bytes, so nothing is written without waiting: every frame
-    goes to the session's writer greenlet, which writes whole batches."""
-
-    __slots__ = ()
-
-    def write_nowait(self, buffers) -> int:
-        if self.ws.closed:
-            raise OSError("websocket closed")
-        return 0
-
-    def write_wait(self, buffers) -> int:
-        if self.ws.closed:
-            raise OSError("websocket closed")
-        data = b"".join(buffers)
-        self.sock.sendall(data)
-        return len(data)
 
 
 def read_proxy_header(sock, timeout: float, exact: bool) -> tuple[ProxyHeader, bytes]:
@@ -270,96 +194,5 @@ def start_tcp_listener(node) -> StreamServer:
             session.close("peer closed")
 
     server = StreamServer((host, port), handle, backlog=4096)
-    server.start()
-    return server
-
-
-def create_ws_app(node, proxied: bool = False):
-    """The WebSocket gateway app; ``proxied``: the address comes from the PROXY header, and an
-    ``X-Real-IP`` header (which a client could write itself behind a TCP-mode balancer) is ignored."""
-    gw = node.gateway
-
-    def app(environ, start_response):
-        ws = environ.get("wsgi.websocket")
-        if ws is None:
-            start_response("400 Bad Request", [("Content-Type", "text/plain")])
-            return [b"WebSocket upgrade required\n"]
-        remote = environ.get("REMOTE_ADDR", "")
-        if not proxied:
-            remote = environ.get("HTTP_X_REAL_IP") or remote
-        transport = TlsWsTransport if isinstance(ws.handler.socket, gssl.SSLSocket) else WsTransport
-        session = gw.open(transport(ws, f"{remote}:{environ.get('REMOTE_PORT', '')}"))
-        if session is None:
-            ws.close()
-            return []
-        try:
-            admit = Admission(session)
-            while admit.ready():
-                msg = ws.receive()
-                if msg is None:
-                    break
-                session.feed(msg.encode() if isinstance(msg, str) else msg)
-                if session.state == CLOSED:
-                    break
-        except Exception as exc:
-            log.debug("websocket read ended: %s", exc)
-        finally:
-            session.close("peer closed")
-        return []
-
-    return app
-
-
-TLS_HANDSHAKE_TIMEOUT = 10.0
-
-
-class ClientWsServer(WSGIServer):
-    """A WebSocket listener that reads a PROXY header first (``proxy_timeout`` not None) and/or
-    does the TLS handshake itself (``tls``), both in the connection's own greenlet."""
-
-    def __init__(self, addr, app, proxy_timeout: float | None = None, tls=None, **kwargs) -> None:
-        super().__init__(addr, app, **kwargs)
-        self.proxy_timeout = proxy_timeout
-        self.tls = tls
-        self.listener_name = "wss" if tls is not None else "ws"
-
-    def handle(self, sock, address):
-        peer = f"{address[0]}:{address[1]}"
-        if self.proxy_timeout is not None:
-            got = accept_proxied(sock, peer, self.proxy_timeout, True, self.listener_name)
-            if got is None:
-                return
-            host, _, port = got[0].rpartition(":")
-            address = (host, int(port) if port.isdigit() else 0)
-        if self.tls is not None:
-            try:
-                sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
-                sock = self.tls.wrap_socket(sock, server_side=True)
-                sock.settimeout(None)
-            except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset
-                metrics.gw_rejected.labels("tls_handshake").inc()
-                log.info("wss connection from %s: TLS handshake failed: %s", peer, exc)
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-                return
-        super().handle(sock, address)
-
-
-def tls_context(cert_file: str, key_file: str):
-    """The server TLS context of ``wssAddr`` (raises when the files do not load)."""
-    ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-def start_ws_server(addr: str, app, proxy_timeout: float | None = None, tls=None) -> ClientWsServer:
-    """Serve the WebSocket gateway ``app`` on ``addr`` (gevent-websocket's handler)."""
-    from geventwebsocket.handler import WebSocketHandler
-
-    host, port = split_hostport(addr)
-    server = ClientWsServer((host, port), app, proxy_timeout=proxy_timeout, tls=tls, backlog=4096, log=None,
-                            error_log=logging.getLogger("api.wsgi"), handler_class=WebSocketHandler)
     server.start()
     return server

@@ -522,7 +522,12 @@ class Session:
         """
         if self.state == CLOSED:
             return
-        data = self.transport.frame(frame, text or isinstance(frame, str))
+        self.write_bytes(self.transport.frame(frame, text or isinstance(frame, str)))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Queue bytes already framed for the transport (a WebSocket pong, say); never waits."""
+        if self.state == CLOSED:
+            return
         n = len(data)
         self.out_packets += 1
         self.out_bytes += n

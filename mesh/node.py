@@ -391,10 +391,10 @@ class Node:
 
     # ------------------------------------------------------------------ listeners
     def _start_listeners(self) -> None:
-        """TCP always; ``wssAddr`` always (TLS and the PROXY header are read here, not by gunicorn);
-        ``wsAddr`` here without gunicorn, or under it when ``proxyProtocol.ws`` is on (then
-        ``ops/gunicorn.conf.py`` leaves that port to the worker); the HTTP ports without gunicorn."""
-        from gateway.listeners import create_ws_app, start_tcp_listener, start_ws_server, tls_context
+        """TCP, ``wsAddr`` and ``wssAddr`` always (the node reads WebSocket itself, under gunicorn
+        too: ``gateway.ws_listener``); the HTTP ports when there is no gunicorn."""
+        from gateway.listeners import start_tcp_listener
+        from gateway.ws_listener import start_ws_server, tls_context
 
         cfg = self.cfg
         self.servers.append(start_tcp_listener(self))
@@ -402,18 +402,14 @@ class Node:
         proxy_timeout = cfg["proxyProtocol.timeout"] if proxied else None
         if cfg["wssAddr"]:
             tls = tls_context(cfg["wssConfig.certFile"], cfg["wssConfig.keyFile"])
-            self.servers.append(start_ws_server(cfg["wssAddr"], create_ws_app(self, proxied), proxy_timeout, tls))
-        if not self.serve_http and proxied:
-            self.servers.append(start_ws_server(cfg["wsAddr"], create_ws_app(self, proxied), proxy_timeout))
+            self.servers.append(start_ws_server(cfg["wssAddr"], self.gateway, proxied, proxy_timeout, tls))
+        self.servers.append(start_ws_server(cfg["wsAddr"], self.gateway, proxied, proxy_timeout))
         if self.serve_http:
             from gevent.pywsgi import WSGIServer
 
             from api.app import create_apps
 
-            for addr, app, websocket in create_apps(self):
-                if websocket:
-                    self.servers.append(start_ws_server(addr, create_ws_app(self, proxied), proxy_timeout))
-                    continue
+            for addr, app in create_apps(self):
                 host, port = split_hostport(addr)
                 server = WSGIServer((host, port), app, backlog=4096, log=None,
                                     error_log=logging.getLogger("api.wsgi"))

@@ -1,8 +1,8 @@
 """gunicorn entry point: ``mesh.wsgi:application`` plus the worker hooks.
 
 gunicorn serves every HTTP-ish port of the node from one worker; ``application``
-routes each request to the app of the port it arrived on (API, WebSocket gateway,
-management, demo). ``start_node_in_worker`` runs the node in the worker process and
+routes each request to the app of the port it arrived on (API, management, demo; the
+node serves the client ports, WebSocket included, itself). ``start_node_in_worker`` runs the node in the worker process and
 replaces the worker's SIGTERM handler with a graceful drain.
 """
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """gunicorn settings for one Skein node: `WK_CONFIG=node.yaml gunicorn -c ops/gunicorn.conf.py`.
 
 One worker is one node (worker class GeventWebSocketWorker). gunicorn binds the HTTP
-API, WebSocket, management and demo ports from the node config and the WSGI app
-dispatches on the listening port; the node itself (etcd, ZeroMQ, the TCP listener, the
-TLS WebSocket listener `wssAddr`, and `wsAddr` when `proxyProtocol.ws` is on)
-starts inside the worker after the fork (``post_worker_init``), never in the master,
-as gRPC requires. SIGTERM to the master reaches the worker, which drains first
-(/health 503, slots handed over, clients closed, lease revoked) and then exits.
+API, management and demo ports from the node config and the WSGI app dispatches on the
+listening port; the node itself (etcd, ZeroMQ, the client listeners: TCP, WebSocket
+`wsAddr` and `wssAddr`, see gateway/ws_listener.py) starts inside the worker after the
+fork (``post_worker_init``), never in the master, as gRPC requires. SIGTERM to the master
+reaches the worker, which drains first (/health 503, slots handed over, clients closed,
+lease revoked) and then exits.
 """
 import os
 import sys
@@ -29,17 +29,14 @@ def _hp(key: str) -> str:
 
 
 bind = [_hp("httpAddr")]
-if not _cfg["proxyProtocol.ws"]:
-    # with the PROXY protocol on, the node reads the header itself and serves wsAddr in the worker
-    bind.append(_hp("wsAddr"))
 if _cfg["manager.on"]:
     bind.append(_hp("manager.addr"))
 if _cfg["demo.on"]:
     bind.append(_hp("demo.addr"))
 workers = 1
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
-# the gateway refuses client connections over conn.maxConnections itself; the headroom keeps
-# gunicorn accepting HTTP (/health above all) when WebSocket clients are at that limit
+# HTTP connections only: the node serves the client ports itself (and refuses clients over
+# conn.maxConnections there); this is generous so /health is always accepted
 worker_connections = _cfg["conn.maxConnections"] + 1000
 wsgi_app = "mesh.wsgi:application"
 control_socket_disable = True

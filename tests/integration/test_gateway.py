@@ -89,6 +89,76 @@ def test_ws_binary_and_text_feed_one_stream_and_one_frame_per_message(node):
     conn.close()
 
 
+def _raw_ws(n, head: bytes) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", n.ports["ws"]), timeout=5)
+    s.sendall(head)
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            data = s.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            return out
+        if not data:
+            return out
+        out += data
+
+
+UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def _masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    return bytes(((0x80 if fin else 0) | opcode, 0x80 | len(payload))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_ws_listener_handshake_refusals_ping_and_protocol_errors(node):
+    """The node's own WebSocket listener on a real socket: plain HTTP and a bad key are refused with
+    an HTTP status; a ping (between two fragments of a CONNECT) is answered with a pong; an unmasked
+    frame closes the connection with 1002; other clients are unharmed."""
+    assert _read_all(_raw_ws(node, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+        b"HTTP/1.1 400 Bad Request\r\n")
+    bad_key = UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"short")
+    assert _read_all(_raw_ws(node, bad_key)).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    no_version = UPGRADE.replace(b"Sec-WebSocket-Version: 13\r\n", b"")
+    assert _read_all(_raw_ws(node, no_version)).startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
+
+    s = _raw_ws(node, UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
+    _priv, pub = client_key_pair()
+    raw = wk.encode(wk.Connect(5, 1, "rawws", "ws1", "tok-ws1", int(time.time() * 1000), pub))
+    s.sendall(_masked(0x2, raw[:10], fin=False) + _masked(0x9, b"are you there")
+              + _masked(0x0, raw[10:]))
+    got = b""
+    while len(got) < 2 + 13 or got[0] != 0x8A:
+        got += s.recv(65536)
+        if got and got[0] == 0x8A and len(got) >= 15:
+            break
+    assert got[:15] == b"\x8a\x0d" + b"are you there"  # the pong comes first, then the CONNACK
+    rest = got[15:]
+    while len(rest) < 2:
+        rest += s.recv(65536)
+    assert rest[0] == 0x82  # one binary message: the CONNACK
+    s.sendall(bytes((0x82, 3)) + b"abc")  # unmasked: a protocol error
+    tail = _read_all(s)
+    assert b"\x88\x02\x03\xea" in tail  # close 1002
+    other = WKClient(ws(node), "a2", "tok-a2", device_id="after-raw")
+    try:
+        assert other.connect().reason_code == 1
+    finally:
+        other.close()
+
+
 def test_garbage_before_connect_and_others_unharmed(node):
     good = WKClient(tcp(node), "a3", "tok-a3")
     good.connect()

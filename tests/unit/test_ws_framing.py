@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from geventwebsocket.websocket import Header
 
-from gateway.listeners import ws_frame_header
+from gateway.websocket import frame_header as ws_frame_header
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 1000, 65535, 65536, 1 << 20])
