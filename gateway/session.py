@@ -520,8 +520,6 @@ class Session:
         in the outbound buffer, drained by this connection's own writer. A client over
         the buffer's limits is disconnected as slow.
         """
-        if self.state == CLOSED:
-            return
         self.write_bytes(self.transport.frame(frame, text or isinstance(frame, str)))
 
     def write_bytes(self, data: bytes) -> None:

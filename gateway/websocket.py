@@ -8,8 +8,9 @@
 * ``FrameReader``: the client's frames, fed in any split, out as whole messages:
   masked frames only, continuation frames joined, text checked as UTF-8, pings
   answered by the caller (``PING`` events), a message over ``max_message`` bytes
-  refused before it is buffered. A protocol fault raises ``WsError`` with the close
-  code to send (1002 protocol error, 1007 bad UTF-8, 1009 too big).
+  refused before it is buffered, an unknown opcode refused on its first byte, a close
+  frame's code and reason checked (RFC 6455 7.4). A protocol fault raises ``WsError``
+  with the close code to send (1002 protocol error, 1007 bad UTF-8, 1009 too big).
 * ``frame_header``: the header of an unmasked, final server frame.
 
 ``gateway.ws_listener`` does the socket I/O around these.
@@ -64,6 +65,9 @@ def _http_error(status: str, body: str, extra: tuple[tuple[str, str], ...] = ())
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
 
 
+REQUEST_TOO_LARGE = _http_error("431 Request Header Fields Too Large", "upgrade request too large\n")
+
+
 def request_end(buf: bytes) -> int:
     """Where the upgrade request in ``buf`` ends (the index after its blank line), or -1 if it has not."""
     i = buf.find(b"\r\n\r\n")
@@ -72,10 +76,7 @@ def request_end(buf: bytes) -> int:
 
 def parse_request(head: bytes) -> Request:
     """The request line and headers of ``head`` (up to and including the blank line)."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise HandshakeError(_http_error("400 Bad Request", "bad request\n"), "undecodable request") from None
+    text = head.decode("latin-1")  # every byte decodes
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -102,7 +103,7 @@ def handshake(req: Request) -> bytes:
     """The 101 answer to a valid upgrade request; raises ``HandshakeError`` (with its answer) otherwise."""
     h = req.headers
     if req.method != "GET" or h.get("upgrade", "").lower() != "websocket" \
-            or "upgrade" not in h.get("connection", "").lower():
+            or "upgrade" not in {t.strip() for t in h.get("connection", "").lower().split(",")}:
         raise HandshakeError(_http_error("400 Bad Request", "WebSocket upgrade required\n"), "not an upgrade request")
     if req.version != "HTTP/1.1":
         raise HandshakeError(_http_error("400 Bad Request", "HTTP/1.1 required\n"), f"upgrade over {req.version}")
@@ -158,7 +159,7 @@ class FrameReader:
     __slots__ = ("buf", "max_message", "_parts", "_opcode", "_size")
 
     def __init__(self, max_message: int) -> None:
-        self.buf = b""
+        self.buf = bytearray()  # an incomplete frame (appended to, never copied whole per read)
         self.max_message = max_message
         self._parts: list[bytes] | None = None  # a fragmented message being joined
         self._opcode = 0
@@ -167,7 +168,11 @@ class FrameReader:
     def feed(self, data: bytes) -> list:
         """Bytes from the socket, in any split: a list of message payloads (bytes), ``(PING, payload)``
         for each ping, and ``(CLOSE, code)`` once the client closes (nothing after it is read)."""
-        buf = self.buf + data if self.buf else data
+        buf = self.buf
+        if buf:
+            buf += data
+        else:
+            buf = data
         out: list = []
         pos, end = 0, len(buf)
         while end - pos >= 2:
@@ -177,6 +182,8 @@ class FrameReader:
             if not b1 & 0x80:
                 raise WsError(CLOSE_PROTOCOL, "unmasked client frame")
             opcode = b0 & 0x0F
+            if opcode not in _OPCODES:
+                raise WsError(CLOSE_PROTOCOL, f"unknown opcode {opcode:#x}")
             n = b1 & 0x7F
             at = pos + 2
             if n == 126:
@@ -198,28 +205,34 @@ class FrameReader:
                 break
             payload = unmask(buf[at + 4:at + 4 + n], buf[at:at + 4])
             pos = at + 4 + n
+            if b0 == 0x82 and self._parts is None:  # a whole binary message: every WKProto packet
+                out.append(payload)
+                continue
             if opcode >= 0x8:
                 if opcode == OP_PING:
                     out.append((PING, payload))
                 elif opcode == OP_CLOSE:
-                    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
-                    out.append((CLOSE, code))
-                    self.buf = b""
+                    out.append((CLOSE, close_code(payload)))
+                    self.buf = bytearray()
                     return out
-                elif opcode != OP_PONG:
-                    raise WsError(CLOSE_PROTOCOL, f"unknown control opcode {opcode:#x}")
-                continue
+                continue  # a pong
             msg = self._message(opcode, payload, b0 & 0x80)
             if msg is not None:
                 out.append(msg)
-        self.buf = buf[pos:] if pos < end else b""
+        if pos < end:
+            if buf is self.buf:
+                del buf[:pos]
+            else:
+                self.buf = bytearray(buf[pos:])
+        elif self.buf:
+            self.buf = bytearray()
         return out
 
     def _message(self, opcode: int, payload: bytes, fin: int) -> bytes | None:
         if opcode == OP_CONT:
             if self._parts is None:
                 raise WsError(CLOSE_PROTOCOL, "continuation frame without a message")
-        elif opcode in (OP_TEXT, OP_BINARY):
+        else:  # text or binary (feed refused every other opcode)
             if self._parts is not None:
                 raise WsError(CLOSE_PROTOCOL, "new message inside a fragmented one")
             if fin:
@@ -227,8 +240,6 @@ class FrameReader:
                     _check_utf8(payload)
                 return payload
             self._parts, self._opcode, self._size = [], opcode, 0
-        else:
-            raise WsError(CLOSE_PROTOCOL, f"unknown opcode {opcode:#x}")
         self._parts.append(payload)
         self._size += len(payload)
         if not fin:
@@ -238,6 +249,23 @@ class FrameReader:
             _check_utf8(msg)
         self._parts, self._size = None, 0
         return msg
+
+
+_OPCODES = frozenset((OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
+
+
+def close_code(payload: bytes) -> int:
+    """The status code of a client's close frame (1000 when it gives none); ``WsError`` if the
+    frame is malformed: one byte, a code no endpoint may send, or a reason that is not UTF-8."""
+    if not payload:
+        return CLOSE_NORMAL
+    if len(payload) == 1:
+        raise WsError(CLOSE_PROTOCOL, "close frame of one byte")
+    code = int.from_bytes(payload[:2], "big")
+    if not 1000 <= code <= 4999 or code in (1004, 1005, 1006) or 1015 <= code <= 2999:
+        raise WsError(CLOSE_PROTOCOL, f"close code {code} may not be sent")
+    _check_utf8(payload[2:])
+    return code
 
 
 def _check_utf8(data: bytes) -> None:

@@ -18,34 +18,37 @@ from __future__ import annotations
 import logging
 import socket as pysocket
 
+import gevent
 from gevent import ssl as gssl
 from gevent.server import StreamServer
 
+from gateway import jsonrpc
 from gateway import websocket as wsp
-from gateway.listeners import Admission, accept_proxied, write_nowait
+from gateway import wkproto as wk
+from gateway.listeners import Admission, TcpTransport, accept_proxied
 from gateway.session import CLOSED
 from mesh.base import metrics
 from mesh.base.config import split_hostport
 
 log = logging.getLogger("gateway.ws_listener")
 
-HANDSHAKE_TIMEOUT = 10.0  # TLS handshake, then the upgrade request, each
-MAX_MESSAGE = 4 * 1024 * 1024  # one client message; the session's decoders have their own, lower limits
+HANDSHAKE_TIMEOUT = 10.0  # TLS handshake, then the whole upgrade request, each
+# one client message: a whole WKProto packet or JSON-RPC object (the session's decoders' own limits)
+MAX_MESSAGE = max(wk.MAX_REMAINING_LENGTH + 5, jsonrpc.MAX_OBJECT)
 READ_SIZE = 65536
 _GOODBYE = wsp.close_frame(wsp.CLOSE_NORMAL)
 
 
-class WsTransport:
+class WsTransport(TcpTransport):
     """A WebSocket client: every frame is its own WebSocket message (binary for WKProto, text for
-    JSON-RPC), as WuKongIM's JS SDKs require; several messages may share one ``sendmsg``."""
+    JSON-RPC), as WuKongIM's JS SDKs require; several messages may share one ``sendmsg``. Once
+    closed, the socket raises on every write, as on TCP."""
 
-    __slots__ = ("sock", "remote", "closed", "goodbye")
+    __slots__ = ("goodbye",)
     kind = "ws"
 
     def __init__(self, sock, remote: str) -> None:
-        self.sock = sock
-        self.remote = remote
-        self.closed = False
+        super().__init__(sock, remote)
         self.goodbye = _GOODBYE  # what the session writes last when it closes
 
     @staticmethod
@@ -53,25 +56,6 @@ class WsTransport:
         if isinstance(data, str):
             data = data.encode()
         return wsp.frame_header(wsp.OP_TEXT if text else wsp.OP_BINARY, len(data)) + data
-
-    def write_nowait(self, buffers) -> int:
-        if self.closed:
-            raise OSError("websocket closed")
-        return write_nowait(self.sock, buffers)
-
-    def write_wait(self, buffers) -> int:
-        if self.closed:
-            raise OSError("websocket closed")
-        return self.sock.sendmsg(buffers)
-
-    def close(self) -> None:
-        """Never waits: the close frame went out through the session's buffer (``goodbye``)."""
-        self.closed = True
-        try:
-            self.sock.shutdown(pysocket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
 
 
 class TlsWsTransport(WsTransport):
@@ -82,13 +66,9 @@ class TlsWsTransport(WsTransport):
     __slots__ = ()
 
     def write_nowait(self, buffers) -> int:
-        if self.closed:
-            raise OSError("websocket closed")
         return 0
 
     def write_wait(self, buffers) -> int:
-        if self.closed:
-            raise OSError("websocket closed")
         data = b"".join(buffers)
         self.sock.sendall(data)
         return len(data)
@@ -111,24 +91,22 @@ def _refuse(sock, peer: str, why: str, response: bytes = b"") -> None:
 def read_upgrade(sock, peer: str) -> tuple[wsp.Request, bytes] | None:
     """Read and answer the upgrade request; the request and the bytes after it, or None (refused)."""
     buf = b""
-    sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
-        while True:
-            end = wsp.request_end(buf)
-            if end >= 0:
-                break
-            if len(buf) > wsp.MAX_REQUEST_BYTES:
-                _refuse(sock, peer, "upgrade request too large",
-                        b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                return None
-            data = sock.recv(8192)
-            if not data:
-                sock.close()
-                return None
-            buf += data
-        req = wsp.parse_request(buf[:end])
-        sock.sendall(wsp.handshake(req))
-        sock.settimeout(None)
+        with gevent.Timeout(HANDSHAKE_TIMEOUT, TimeoutError(f"no upgrade request within {HANDSHAKE_TIMEOUT:g}s")):
+            while True:
+                end = wsp.request_end(buf)
+                if end >= 0:
+                    break
+                if len(buf) > wsp.MAX_REQUEST_BYTES:
+                    _refuse(sock, peer, "upgrade request too large", wsp.REQUEST_TOO_LARGE)
+                    return None
+                data = sock.recv(8192)
+                if not data:
+                    sock.close()
+                    return None
+                buf += data
+            req = wsp.parse_request(buf[:end])
+            sock.sendall(wsp.handshake(req))
     except wsp.HandshakeError as exc:
         _refuse(sock, peer, exc.reason, exc.response)
         return None
@@ -203,15 +181,26 @@ class ClientWsServer(StreamServer):
             data = rest
             while True:
                 if data:
-                    for item in reader.feed(data):
-                        if type(item) is tuple:
-                            if item[0] == wsp.PING:
+                    items = reader.feed(data)
+                    if len(items) == 1 and type(items[0]) is bytes:
+                        session.feed(items[0])
+                    elif items:
+                        messages = []
+                        closing = False
+                        for item in items:
+                            if type(item) is not tuple:
+                                messages.append(item)
+                            elif item[0] == wsp.PING:
                                 session.write_bytes(wsp.pong_frame(item[1]))
-                                continue
-                            return  # CLOSE: session.close below answers with the close frame
-                        session.feed(item)
-                        if session.state == CLOSED:
+                            else:  # CLOSE: session.close below answers with the close frame
+                                closing = True
+                                break
+                        if messages:  # one byte stream to the session, as on TCP
+                            session.feed(b"".join(messages))
+                        if closing:
                             return
+                    if session.state == CLOSED:
+                        return
                 if not admit.ready():
                     return
                 data = recv(READ_SIZE)

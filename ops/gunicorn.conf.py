@@ -35,9 +35,8 @@ if _cfg["demo.on"]:
     bind.append(_hp("demo.addr"))
 workers = 1
 worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
-# HTTP connections only: the node serves the client ports itself (and refuses clients over
-# conn.maxConnections there); this is generous so /health is always accepted
-worker_connections = _cfg["conn.maxConnections"] + 1000
+# HTTP connections only (API, manager, demo): the node serves the client ports itself
+worker_connections = 10000
 wsgi_app = "mesh.wsgi:application"
 control_socket_disable = True
 graceful_timeout = 30

@@ -103,7 +103,7 @@ def env():
         n1 = c.add_node(1, wait=False, extra={"proxyProtocol.tcp": True, "proxyProtocol.timeout": "2s",
                                               "wssAddr": f"wss://127.0.0.1:{wss1}", **tls})
         n2 = c.add_node(2, wait=False, extra={"proxyProtocol.ws": True, "wssAddr": f"wss://127.0.0.1:{wss2}", **tls})
-        # node 3 under gunicorn: the worker serves wsAddr itself when the PROXY header is on
+        # node 3 under gunicorn (the node serves its client ports itself there too)
         wss3 = free_port()
         n3 = NodeProcess(c.base, 3, c.etcd.endpoint, c.redis.url, gunicorn=True,
                          extra={"proxyProtocol.ws": True, "wssAddr": f"wss://127.0.0.1:{wss3}", **tls})

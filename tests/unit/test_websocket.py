@@ -60,6 +60,7 @@ def test_incomplete_request_has_no_end():
     (request(*UPGRADE[:3], "Sec-WebSocket-Key: !!!!", UPGRADE[4]), b"400", b"Invalid Sec-WebSocket-Key"),
     (request(*UPGRADE, version="HTTP/1.0"), b"400", b"HTTP/1.1 required"),
     (b"garbage\r\n\r\n", b"400", b"bad request line"),
+    (request(*UPGRADE[:2], "Connection: x-not-upgrade-really", *UPGRADE[3:]), b"400", b"WebSocket upgrade required"),
     (request(*UPGRADE, "no colon here"), b"400", b"bad header"),
 ])
 def test_refusals_answer_http_errors(raw, status, text):
@@ -124,11 +125,43 @@ def test_close_ends_reading():
     (client_frame(wsp.OP_PING, b"p", fin=False), wsp.CLOSE_PROTOCOL),
     (client_frame(wsp.OP_TEXT, b"\xff\xfe"), wsp.CLOSE_BAD_DATA),
     (client_frame(wsp.OP_TEXT, b"\xc3", fin=False) + client_frame(wsp.OP_CONT, b"x"), wsp.CLOSE_BAD_DATA),
+    (client_frame(wsp.OP_BINARY, b"a", fin=False) + client_frame(wsp.OP_BINARY, b"b"), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, b"\x03"), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, (5).to_bytes(2, "big")), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, (1005).to_bytes(2, "big")), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, (2000).to_bytes(2, "big")), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, (5000).to_bytes(2, "big")), wsp.CLOSE_PROTOCOL),
+    (client_frame(wsp.OP_CLOSE, (1000).to_bytes(2, "big") + b"\xff"), wsp.CLOSE_BAD_DATA),
 ])
 def test_protocol_faults_raise_the_close_code(data, code):
     with pytest.raises(wsp.WsError) as exc:
         wsp.FrameReader(1000).feed(data)
     assert exc.value.code == code
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1014, 3000, 4999])
+def test_close_codes_an_endpoint_may_send(code):
+    frame = client_frame(wsp.OP_CLOSE, code.to_bytes(2, "big") + "é".encode())
+    assert wsp.FrameReader(1000).feed(frame) == [(wsp.CLOSE, code)]
+
+
+def test_unknown_opcode_refused_on_its_first_bytes():
+    head = client_frame(0x3, b"z" * 5000)[:8]  # no payload yet
+    with pytest.raises(wsp.WsError) as exc:
+        wsp.FrameReader(1 << 20).feed(head)
+    assert exc.value.code == wsp.CLOSE_PROTOCOL
+
+
+def test_large_message_in_small_reads_keeps_one_growing_buffer():
+    payload = os.urandom(1 << 20)
+    data = client_frame(wsp.OP_BINARY, payload) + client_frame(wsp.OP_BINARY, b"next")
+    reader = wsp.FrameReader(1 << 21)
+    out = []
+    for i in range(0, len(data), 65536):
+        out += reader.feed(data[i:i + 65536])
+        if not out:
+            assert isinstance(reader.buf, bytearray) and len(reader.buf) == min(i + 65536, len(data))
+    assert out == [payload, b"next"] and reader.buf == b""
 
 
 def test_too_big_refused_from_the_header_alone():
@@ -151,3 +184,9 @@ def test_unmask_matches_bytewise_xor():
 def test_server_control_frames():
     assert wsp.close_frame(1000) == b"\x88\x02\x03\xe8"
     assert wsp.pong_frame(b"hi") == Header.encode_header(True, wsp.OP_PONG, b"", 2, 0) + b"hi"
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 1000, 65535, 65536, 1 << 20])
+@pytest.mark.parametrize("opcode", [0x1, 0x2])
+def test_header_matches_geventwebsocket(opcode, n):
+    assert wsp.frame_header(opcode, n) == Header.encode_header(True, opcode, b"", n, 0)
