@@ -314,6 +314,10 @@ KEYS: tuple[Key, ...] = (
     Key("messageRetry.maxCount", parse_int, 5, "How many times an unacknowledged RECV is resent.", check=_range(0, 1000)),
     Key("messageRetry.scanInterval", parse_duration, 5.0, "How often the resend queue is scanned."),
     Key("store.commitInterval", parse_duration, 0.002, "Group-commit window of the store (many entries per commit)."),
+    Key("store.inlineSyncMax", parse_duration, 0.005,
+        "The event loop writes and fdatasyncs the write-ahead log itself (no thread hand-off) while the commits "
+        "it wrote took this long or less on average; past that, or after one commit over 10 times this (a "
+        "stalling disk), the next 5 s of commits go to worker threads; `0`: always worker threads."),
     Key("store.commitMaxEntries", parse_int, 2000, "Most entries in one group commit.", check=_range(1, 1_000_000)),
     Key("store.flushInterval", parse_duration, 1.0,
         "How often logged writes are copied into DuckDB in one batch (reads wait for the copy)."),

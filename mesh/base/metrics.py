@@ -183,6 +183,9 @@ store_commit_seconds = FastHistogram("skein_store_commit_seconds",
                                      buckets=LATENCY_BUCKETS)
 store_flush_seconds = FastHistogram("skein_store_flush_seconds",
                                     "Duration of one batch copy from the log into DuckDB", buckets=LATENCY_BUCKETS)
+store_wal_commits = FastCounter("skein_store_wal_commits_total",
+                                "Write-ahead log group commits, by where they ran (loop: the event loop; pool: a worker "
+                                "thread; store.inlineSyncMax)", ["thread"])
 store_commit_entries = FastHistogram("skein_store_commit_entries", "Log entries per group commit",
                                      buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
 

@@ -44,6 +44,7 @@ class Replication:
         cfg = node.cfg
         self.store: LogStore = Store(cfg["rootDir"], threads=cfg["store.threads"], memory_limit=cfg["store.memoryLimit"],
                            commit_interval=cfg["store.commitInterval"], commit_max=cfg["store.commitMaxEntries"],
+                           inline_sync_max=cfg["store.inlineSyncMax"],
                            flush_interval=cfg["store.flushInterval"], fsync=cfg["store.fsync"])
         self.replicas: dict[int, SlotReplica] = {}
         self.apply_hook = None

@@ -20,9 +20,11 @@ DuckDB layout (``<rootDir>/skein.duckdb``):
 
 A log entry is an ``Entry(idx, term, kind, data)`` (``mesh.storage.entries``: NOOP, MSG
 with a message row, or OP). ``Store`` implements ``mesh.storage.log_store.LogStore``,
-whose docstrings are the contract replication relies on. Every DuckDB call and every log write runs in the gevent
-hub's threadpool (they release the GIL; calling them on the hub would stall every
-socket). Reads first bring DuckDB up to date with the log.
+whose docstrings are the contract replication relies on. Every DuckDB call runs in the
+gevent hub's threadpool (they release the GIL; calling them on the hub would stall every
+socket). A group commit of the log runs on the event loop itself while the disk's recent
+commits were fast (``store.inlineSyncMax``; ``mesh.storage.sync_placement`` decides), and
+in the threadpool otherwise. Reads first bring DuckDB up to date with the log.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from mesh.base import metrics
 from mesh.storage import snapshot
 from mesh.storage.entries import KIND_MSG, Entry
 from mesh.storage.log_store import StoreError
+from mesh.storage.sync_placement import SyncPlacement
 
 __all__ = ["COLUMNS", "Store", "StoreError", "Wal"]
 
@@ -112,6 +115,7 @@ class Wal:
         self.segment = 0
         self.offset = 0
         self.failed: str = ""  # why the log refuses writes until it recovered ("" = healthy)
+        self.last_seconds = 0.0  # how long the last write and its fdatasync took
 
     def segments(self) -> list[int]:
         return sorted(int(n[:-4]) for n in os.listdir(self.dir) if n.endswith(".wal") and n[:-4].isdigit())
@@ -180,13 +184,14 @@ class Wal:
             done += n
 
     def write(self, blob: bytes) -> tuple[int, int]:
-        """Append and make durable (runs in a worker thread); returns the position after it.
+        """Append and make durable (on the event loop or in a worker thread); returns the position after it.
 
         Raises ``StoreError`` if the bytes are not known durable; the log then holds
         exactly what it held before the call.
         """
         if self.failed:
             self._recover()
+        started = time.perf_counter()
         try:
             self._write_all(blob)
             if self.fsync:
@@ -200,6 +205,7 @@ class Wal:
             except StoreError:
                 pass
             raise StoreError(f"write-ahead log write failed: {exc}") from None
+        self.last_seconds = time.perf_counter() - started
         self.offset += len(blob)
         pos = (self.segment, self.offset)
         if self.offset >= SEGMENT_BYTES:
@@ -248,7 +254,7 @@ class Store:
 
     def __init__(self, root: str, *, threads: int = 2, memory_limit: str = "512MB",
                  commit_interval: float = 0.002, commit_max: int = 2000, flush_interval: float = 1.0,
-                 fsync: bool = True) -> None:
+                 fsync: bool = True, inline_sync_max: float = 0.005) -> None:
         os.makedirs(root, exist_ok=True)
         self.root = root
         self.run_id = ""  # this open's id (``mesh.storage.snapshot``: markers, snapshots)
@@ -260,6 +266,8 @@ class Store:
         self.commit_max = commit_max
         self.flush_interval = flush_interval
         self.wal = Wal(os.path.join(root, "wal"), fsync=fsync)
+        self._placement = SyncPlacement(inline_sync_max)
+        self._placement_logged = -60.0
         self.con: duckdb.DuckDBPyConnection | None = None
         self._queue: list[_Write] = []  # waiting for the log
         self._pending: list[_Write] = []  # in the log, not yet in DuckDB
@@ -412,19 +420,24 @@ class Store:
                 batch, self._queue = self._queue[:self.commit_max], self._queue[self.commit_max:]
                 started = time.perf_counter()
                 blob = b"".join(Wal.encode(w.kind, w.slot, w.payload) for w in batch)
+                inline = self._placement.inline(time.monotonic())
                 try:
-                    pos = self._pool.apply(self.wal.write, (blob,))
+                    pos = self.wal.write(blob) if inline else self._pool.apply(self.wal.write, (blob,))
                 except StoreError as exc:
+                    self._placement.observe(float("inf"), time.monotonic(), inline)
                     log.error("write-ahead log write of %d write(s) failed: %s", len(batch), exc)
                     for w in batch:
                         w.done.set_exception(exc)
                     continue
                 except Exception as exc:
+                    self._placement.observe(float("inf"), time.monotonic(), inline)
                     log.exception("write-ahead log write of %d write(s) failed", len(batch))
                     for w in batch:
                         w.done.set_exception(StoreError(f"log write failed: {exc}"))
                     continue
                 metrics.store_commit_seconds.observe(time.perf_counter() - started)
+                metrics.store_wal_commits.labels("loop" if inline else "pool").inc()
+                self._observe_commit(self.wal.last_seconds, inline)
                 metrics.store_commit_entries.observe(sum(len(w.payload) for w in batch if w.kind == "append"))
                 self._pending.extend(batch)
                 self._pending_pos = pos
@@ -432,6 +445,14 @@ class Store:
                     w.done.set(None)
                 self._duck_idle.clear()
                 self._duck_wake.set()
+
+    def _observe_commit(self, seconds: float, inline: bool) -> None:
+        now = time.monotonic()
+        if self._placement.observe(seconds, now, inline) and now - self._placement_logged >= 60.0:
+            self._placement_logged = now
+            log.warning("write-ahead log commit took %.1f ms (a stall: over 10 x store.inlineSyncMax %.1f ms): "
+                        "commits go to worker threads for the next %.0f s", seconds * 1000,
+                        self._placement.inline_max * 1000, self._placement.hold)
 
     # ------------------------------------------------------------------ DuckDB (the queryable copy)
     def _duck_loop(self) -> None:

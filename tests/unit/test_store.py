@@ -145,3 +145,54 @@ def test_log_segments_covered_by_duckdb_are_deleted(tmp_path):
         assert len(os.listdir(tmp_path / "wal")) == 1  # older segments went once DuckDB held them
     finally:
         s.close()
+
+
+def test_commits_run_on_the_loop_while_the_disk_is_fast_and_leave_it_when_slow(tmp_path, monkeypatch, caplog):
+    import logging
+    import os
+    import time
+
+    from mesh.base import metrics
+    from mesh.storage import store as store_mod
+
+    loop, pool = metrics.store_wal_commits.labels("loop"), metrics.store_wal_commits.labels("pool")
+    s = Store(str(tmp_path), commit_interval=0, inline_sync_max=0.05)
+    s.open()
+    try:
+        l0, p0 = loop.v, pool.v
+        for i in range(1, 21):
+            s.append(1, [msg(i, i)])
+        assert (pool.v - p0, loop.v - l0) == (8, 12)  # 8 fast commits in a row, then on the loop
+
+        real = os.fdatasync
+        monkeypatch.setattr(store_mod.os, "fdatasync", lambda fd: (time.sleep(0.6), real(fd)))  # a stall: over 10 x 50 ms
+        ticks = []
+        ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.005)) for _ in range(1000)])
+        with caplog.at_level(logging.WARNING, logger="mesh.storage.store"):
+            l1, p1 = loop.v, pool.v
+            for i in range(21, 25):
+                n = len(ticks)
+                s.append(1, [msg(i, i)])
+                if i > 21:
+                    assert len(ticks) > n  # in the threadpool: the loop ran meanwhile
+        ticker.kill()
+        assert (loop.v - l1, pool.v - p1) == (1, 3)  # the stall on the loop, the rest in the pool
+        assert sum("commits go to worker threads" in r.getMessage() for r in caplog.records) == 1
+        assert s.last_entry(1) == (24, 1)
+    finally:
+        s.close()
+
+
+def test_inline_sync_max_zero_keeps_commits_in_the_threadpool(tmp_path):
+    from mesh.base import metrics
+
+    loop = metrics.store_wal_commits.labels("loop")
+    s = Store(str(tmp_path), commit_interval=0, inline_sync_max=0)
+    s.open()
+    try:
+        l0 = loop.v
+        for i in range(1, 21):
+            s.append(1, [msg(i, i)])
+        assert loop.v == l0
+    finally:
+        s.close()
