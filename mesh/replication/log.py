@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
-from mesh.storage.entries import KIND_MSG, Entry
+from mesh.storage.entries import KIND_MSG
 
 TAIL = 2000  # recent entries kept in memory (older ones are read through the reader)
 
@@ -82,10 +82,13 @@ class SlotLog:
             raise LogConflict(f"entries from {entries[0][0]} do not follow the log ({self.last_index})")
         tail = self.tail
         for e in entries:
-            if e[2] == KIND_MSG and type(e[3]) is list:
-                # a tuple of plain values is untracked by the cycle collector: long-lived
-                # messages held here then cost nothing at each full collection
-                e = Entry(e[0], e[1], e[2], tuple(e[3]))
+            # held as a plain tuple (not an ``Entry``, not a list): the cycle collector
+            # untracks a tuple of plain values, and only an exact tuple, so the thousands of
+            # recent messages held here cost nothing at each full collection
+            if e[2] == KIND_MSG and type(e[3]) is not tuple:
+                e = (e[0], e[1], e[2], tuple(e[3]))
+            elif type(e) is not tuple:
+                e = (e[0], e[1], e[2], e[3])
             tail[e[0]] = e
         while len(tail) > TAIL:
             tail.popitem(last=False)
