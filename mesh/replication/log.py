@@ -85,7 +85,7 @@ class SlotLog:
             # held as a plain tuple (not an ``Entry``, not a list): the cycle collector
             # untracks a tuple of plain values, and only an exact tuple, so the thousands of
             # recent messages held here cost nothing at each full collection
-            if e[2] == KIND_MSG and type(e[3]) is not tuple:
+            if e[2] == KIND_MSG and type(e[3]) is list:
                 e = (e[0], e[1], e[2], tuple(e[3]))
             elif type(e) is not tuple:
                 e = (e[0], e[1], e[2], e[3])
