@@ -219,13 +219,10 @@ class FrameReader:
             msg = self._message(opcode, payload, b0 & 0x80)
             if msg is not None:
                 out.append(msg)
-        if pos < end:
-            if buf is self.buf:
-                del buf[:pos]
-            else:
-                self.buf = bytearray(buf[pos:])
-        elif self.buf:
-            self.buf = bytearray()
+        if buf is self.buf:
+            del buf[:pos]
+        elif pos < end:
+            self.buf = bytearray(buf[pos:])
         return out
 
     def _message(self, opcode: int, payload: bytes, fin: int) -> bytes | None:

@@ -181,25 +181,19 @@ class ClientWsServer(StreamServer):
             data = rest
             while True:
                 if data:
-                    items = reader.feed(data)
-                    if len(items) == 1 and type(items[0]) is bytes:
-                        session.feed(items[0])
-                    elif items:
-                        messages = []
-                        closing = False
-                        for item in items:
-                            if type(item) is not tuple:
-                                messages.append(item)
-                            elif item[0] == wsp.PING:
-                                session.write_bytes(wsp.pong_frame(item[1]))
-                            else:  # CLOSE: session.close below answers with the close frame
-                                closing = True
-                                break
-                        if messages:  # one byte stream to the session, as on TCP
-                            session.feed(b"".join(messages))
-                        if closing:
-                            return
-                    if session.state == CLOSED:
+                    messages = []
+                    closing = False
+                    for item in reader.feed(data):
+                        if type(item) is not tuple:
+                            messages.append(item)
+                        elif item[0] == wsp.PING:
+                            session.write_bytes(wsp.pong_frame(item[1]))
+                        else:  # CLOSE: session.close below answers with the close frame
+                            closing = True
+                            break
+                    if messages:  # one byte stream to the session, as on TCP (a lone message is not copied)
+                        session.feed(b"".join(messages))
+                    if closing or session.state == CLOSED:
                         return
                 if not admit.ready():
                     return

@@ -423,17 +423,16 @@ class Store:
                 inline = self._placement.inline(time.monotonic())
                 try:
                     pos = self.wal.write(blob) if inline else self._pool.apply(self.wal.write, (blob,))
-                except StoreError as exc:
-                    self._placement.observe(float("inf"), time.monotonic(), inline)
-                    log.error("write-ahead log write of %d write(s) failed: %s", len(batch), exc)
-                    for w in batch:
-                        w.done.set_exception(exc)
-                    continue
                 except Exception as exc:
-                    self._placement.observe(float("inf"), time.monotonic(), inline)
-                    log.exception("write-ahead log write of %d write(s) failed", len(batch))
+                    self._placement.observe(float("inf"), time.monotonic(), inline)  # a failure counts as a stall
+                    if isinstance(exc, StoreError):
+                        log.error("write-ahead log write of %d write(s) failed: %s", len(batch), exc)
+                        err = exc
+                    else:
+                        log.exception("write-ahead log write of %d write(s) failed", len(batch))
+                        err = StoreError(f"log write failed: {exc}")
                     for w in batch:
-                        w.done.set_exception(StoreError(f"log write failed: {exc}"))
+                        w.done.set_exception(err)
                     continue
                 metrics.store_commit_seconds.observe(time.perf_counter() - started)
                 metrics.store_wal_commits.labels("loop" if inline else "pool").inc()

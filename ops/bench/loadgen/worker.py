@@ -166,9 +166,7 @@ class Conn:
                     elif t == wk.DISCONNECT:
                         st.error(f"disconnect_{p.reason_code}")
                 if acks:
-                    if self.ws:
-                        acks = [ws_frame(a, 0x2) for a in acks]
-                    self.sock.sendall(b"".join(acks))
+                    self.sock.sendall(b"".join([self._frame(a) for a in acks]))
                 if dec.error is not None:
                     st.error("bad_frame")
                     break
