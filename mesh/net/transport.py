@@ -135,8 +135,7 @@ class Mesh:
         self._router_rx: Receiver | None = None
         self._sub_rx: Receiver | None = None
         self.peers: dict[int, PeerAddr] = {}
-        self._dealers: dict[int, Any] = {}
-        self._dealer_rx: dict[int, Receiver] = {}
+        self._dealers: dict[int, Receiver] = {}  # toward each peer: its DEALER socket is ``.sock``
         self._dealer_loops: dict[int, gevent.Greenlet] = {}
         self._handlers: dict[str, Callable[[int, Any], Any]] = {}
         self._subscribers: dict[str, list[Callable[[int, Any], None]]] = {}
@@ -200,12 +199,11 @@ class Mesh:
         gevent.killall(self._greenlets + list(self._dealer_loops.values()), block=False)
         for ar, _peer in list(self._pending.values()):
             ar.set_exception(PeerUnreachable("mesh closed"))
-        for rx in [self._router_rx, self._sub_rx, *self._dealer_rx.values()]:
+        for rx in [self._router_rx, self._sub_rx, *self._dealers.values()]:
             if rx is not None:
                 rx.close()
-        for sock in [self.router, self.pub, self.sub, *self._dealers.values()]:
-            if sock is not None:
-                sock.close(linger=0)
+        if self.pub is not None:
+            self.pub.close(linger=0)
         if self.zap is not None:
             self.zap.stop()
         self.ctx.destroy(linger=0)
@@ -234,8 +232,7 @@ class Mesh:
         self.sub.connect(_tcp(addr.pub))
         self._sub_rx.poke()
         self.peers[pid] = addr
-        self._dealers[pid] = dealer
-        rx = self._dealer_rx[pid] = Receiver(dealer)
+        rx = self._dealers[pid] = Receiver(dealer)
         self._dealer_loops[pid] = gevent.spawn(self._dealer_loop, pid, rx)
         log.info("peer added peer=%s router=%s pub=%s", pid, addr.router, addr.pub)
 
@@ -244,12 +241,9 @@ class Mesh:
         loop = self._dealer_loops.pop(pid, None)
         if loop is not None:
             loop.kill(block=False)
-        rx = self._dealer_rx.pop(pid, None)
+        rx = self._dealers.pop(pid, None)
         if rx is not None:
             rx.close()
-        dealer = self._dealers.pop(pid, None)
-        if dealer is not None:
-            dealer.close(linger=0)
         try:
             self.sub.disconnect(_tcp(addr.pub))
         except zmq.ZMQError:
@@ -278,8 +272,8 @@ class Mesh:
         timeout = self.request_timeout if timeout is None else timeout
         if peer == self.node_id:
             return self._call_local(method, payload)
-        dealer = self._dealers.get(peer)
-        if dealer is None:
+        rx = self._dealers.get(peer)
+        if rx is None:
             metrics.mesh_requests.labels(method, "unreachable").inc()
             raise PeerUnreachable(f"node {peer} is not a live member")
         rid = next(self._req_ids)
@@ -288,11 +282,11 @@ class Mesh:
         started = time.perf_counter()
         try:
             try:
-                dealer.send(pack([rid, method, payload]), zmq.NOBLOCK)
+                rx.sock.send(pack([rid, method, payload]), zmq.NOBLOCK)
             except zmq.Again:
                 metrics.mesh_requests.labels(method, "unreachable").inc()
                 raise PeerUnreachable(f"node {peer} is not connected") from None
-            self._dealer_rx[peer].poke()
+            rx.poke()
             try:
                 status, result = ar.get(timeout=timeout)
             except gevent.Timeout:
@@ -412,7 +406,6 @@ class Mesh:
             return None
         finally:
             rx.close()
-            dealer.close(linger=0)
 
     # ------------------------------------------------------------------ broadcast
     def subscribe(self, kind: str, fn: Callable[[int, Any], None]) -> None:

@@ -91,5 +91,7 @@ class Receiver:
             get_hub().loop.run_callback(waiter.switch, None)
 
     def close(self) -> None:
+        """Close the watchers and the socket (its receiving greenlet is killed first)."""
         self._io.close()
         self._guard.close()
+        self.sock.close(linger=0)
