@@ -58,6 +58,7 @@ from mesh.storage.entries import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_
 log = logging.getLogger("mesh.im.messages")
 
 R_NOT_LEADER = -1  # internal: the item must be re-routed
+BATCH_MAX = 500  # send items in one msg.send request
 REDELIVER_MAX = 5000  # a new leader re-delivers at most this many recent messages...
 REDELIVER_AGE = 60.0  # ...committed within this many seconds (older ones are for sync)
 
@@ -84,7 +85,13 @@ class _Pending:
 
 
 class _Batcher:
-    """Sends queued items to one leader node, batch after batch, never waiting for replies in between."""
+    """Sends queued items to one leader node, batch after batch, never waiting for replies in between.
+
+    A batch holds the items of one slot: the leader answers a request once every item in
+    it is committed (or refused), so items of a slot that cannot commit yet (its person
+    flags live in a slot without a leader, its quorum is gone) must not share a reply
+    with another slot's items.
+    """
 
     def __init__(self, svc: Messages, node: int) -> None:
         self.svc = svc
@@ -102,9 +109,13 @@ class _Batcher:
             self.event.wait()
             self.event.clear()
             gevent.sleep(0)  # let concurrent submitters join this batch
-            while self.items:
-                batch, self.items = self.items[:500], self.items[500:]
-                gevent.spawn(self.svc._send_batch, self.node, batch)
+            items, self.items = self.items, []
+            by_slot: dict[int, list[_Pending]] = {}
+            for it in items:
+                by_slot.setdefault(it.slot, []).append(it)
+            for part in by_slot.values():
+                for i in range(0, len(part), BATCH_MAX):
+                    gevent.spawn(self.svc._send_batch, self.node, part[i:i + BATCH_MAX])
 
 
 class Messages:
