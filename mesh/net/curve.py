@@ -46,7 +46,7 @@ class ZapHandler:
         self.denied = 0
 
     def start(self) -> None:
-        self.sock = self.ctx.socket(zmq.REP)
+        self.sock = zmq.Socket(self.ctx, zmq.REP)  # a green socket on the mesh's plain context
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
         self.greenlet = gevent.spawn(self._loop)

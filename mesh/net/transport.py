@@ -13,9 +13,10 @@ connected to every peer's PUB. Frames are msgpack.
   over ROUTER/DEALER before going on, so handlers see each sender's messages in order.
   What the sender no longer has is counted as lost.
 
-Uses ``zmq.green`` (cooperative, several greenlets may wait on one socket). Batching
-happens above this layer, so the per-call overhead of the green wrapper is paid per
-batch, not per chat message.
+Uses plain pyzmq sockets the hybrid way (``mesh.net.zsock``): every send is NOBLOCK,
+and each socket's one receiving greenlet drains what is queued before it waits on the
+socket's file descriptor. Batching happens above this layer too, so most chat messages
+cost one mesh message per peer.
 """
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ from typing import Any
 import gevent
 import gevent.event
 import msgpack
-import zmq.green as zmq
+import zmq
 
 from mesh.base import metrics
 from mesh.net import wire
+from mesh.net.zsock import Receiver
 
 log = logging.getLogger("mesh.net.transport")
 
@@ -130,8 +132,10 @@ class Mesh:
         self.router = None
         self.pub = None
         self.sub = None
+        self._router_rx: Receiver | None = None
+        self._sub_rx: Receiver | None = None
         self.peers: dict[int, PeerAddr] = {}
-        self._dealers: dict[int, Any] = {}
+        self._dealers: dict[int, Receiver] = {}  # toward each peer: its DEALER socket is ``.sock``
         self._dealer_loops: dict[int, gevent.Greenlet] = {}
         self._handlers: dict[str, Callable[[int, Any], Any]] = {}
         self._subscribers: dict[str, list[Callable[[int, Any], None]]] = {}
@@ -183,6 +187,8 @@ class Mesh:
         self.sub.setsockopt(zmq.RCVHWM, self.hwm)
         self._secure(self.sub, server=False)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._router_rx = Receiver(self.router, multipart=True)
+        self._sub_rx = Receiver(self.sub)
 
     def start(self) -> None:
         self._greenlets = [gevent.spawn(self._router_loop), gevent.spawn(self._sub_loop),
@@ -193,12 +199,14 @@ class Mesh:
         gevent.killall(self._greenlets + list(self._dealer_loops.values()), block=False)
         for ar, _peer in list(self._pending.values()):
             ar.set_exception(PeerUnreachable("mesh closed"))
-        for sock in [self.router, self.pub, self.sub, *self._dealers.values()]:
-            if sock is not None:
-                sock.close(linger=0)
+        for rx in [self._router_rx, self._sub_rx, *self._dealers.values()]:
+            if rx is not None:
+                rx.close()
+        if self.pub is not None:
+            self.pub.close(linger=0)
         if self.zap is not None:
             self.zap.stop()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
 
     # ------------------------------------------------------------------ peers
     def set_peers(self, peers: dict[int, PeerAddr]) -> None:
@@ -222,9 +230,10 @@ class Mesh:
         self._secure(dealer, server=False)
         dealer.connect(_tcp(addr.router))
         self.sub.connect(_tcp(addr.pub))
+        self._sub_rx.poke()
         self.peers[pid] = addr
-        self._dealers[pid] = dealer
-        self._dealer_loops[pid] = gevent.spawn(self._dealer_loop, pid, dealer)
+        rx = self._dealers[pid] = Receiver(dealer)
+        self._dealer_loops[pid] = gevent.spawn(self._dealer_loop, pid, rx)
         log.info("peer added peer=%s router=%s pub=%s", pid, addr.router, addr.pub)
 
     def _drop_peer(self, pid: int) -> None:
@@ -232,13 +241,14 @@ class Mesh:
         loop = self._dealer_loops.pop(pid, None)
         if loop is not None:
             loop.kill(block=False)
-        dealer = self._dealers.pop(pid, None)
-        if dealer is not None:
-            dealer.close(linger=0)
+        rx = self._dealers.pop(pid, None)
+        if rx is not None:
+            rx.close()
         try:
             self.sub.disconnect(_tcp(addr.pub))
         except zmq.ZMQError:
             pass
+        self._sub_rx.poke()
         self._pubstate.pop(pid, None)
         for ar, peer in list(self._pending.values()):
             if peer == pid:
@@ -262,8 +272,8 @@ class Mesh:
         timeout = self.request_timeout if timeout is None else timeout
         if peer == self.node_id:
             return self._call_local(method, payload)
-        dealer = self._dealers.get(peer)
-        if dealer is None:
+        rx = self._dealers.get(peer)
+        if rx is None:
             metrics.mesh_requests.labels(method, "unreachable").inc()
             raise PeerUnreachable(f"node {peer} is not a live member")
         rid = next(self._req_ids)
@@ -272,10 +282,11 @@ class Mesh:
         started = time.perf_counter()
         try:
             try:
-                dealer.send(pack([rid, method, payload]), zmq.NOBLOCK)
+                rx.sock.send(pack([rid, method, payload]), zmq.NOBLOCK)
             except zmq.Again:
                 metrics.mesh_requests.labels(method, "unreachable").inc()
                 raise PeerUnreachable(f"node {peer} is not connected") from None
+            rx.poke()
             try:
                 status, result = ar.get(timeout=timeout)
             except gevent.Timeout:
@@ -304,20 +315,20 @@ class Mesh:
     def _router_loop(self) -> None:
         while True:
             try:
-                ident, body = self.router.recv_multipart()
-                rid, method, payload = unpack(body)
-            except gevent.GreenletExit:
-                return
+                frames = self._router_rx.recv_many()
             except zmq.ZMQError:
                 if self._closed:
                     return
                 log.exception("router receive failed")
                 gevent.sleep(0.1)
                 continue
-            except Exception:
-                log.warning("dropped a malformed request frame")
-                continue
-            gevent.spawn(self._serve, ident, rid, method, payload)
+            for ident, body in frames:
+                try:
+                    rid, method, payload = unpack(body)
+                except Exception:
+                    log.warning("dropped a malformed request frame")
+                    continue
+                gevent.spawn(self._serve, ident, rid, method, payload)
 
     def _serve(self, ident: bytes, rid: int, method: str, payload: Any) -> None:
         try:
@@ -340,27 +351,29 @@ class Mesh:
                 reply = [rid, _STATUS_ERROR, f"{type(exc).__name__}: {exc}"]
                 metrics.mesh_handled.labels(method, "error").inc()
         try:
-            self.router.send_multipart([ident, pack(reply)])
-        except zmq.ZMQError as exc:
+            self.router.send_multipart([ident, pack(reply)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # a ROUTER drops at its high-water mark; Again is a guard
             if not self._closed:
                 log.warning("reply to %s failed: %s", ident, exc)
+            return
+        self._router_rx.poke()
 
-    def _dealer_loop(self, pid: int, dealer) -> None:
+    def _dealer_loop(self, pid: int, rx: Receiver) -> None:
         while True:
             try:
-                body = dealer.recv()
-                rid, status, result = unpack(body)
-            except gevent.GreenletExit:
-                return
+                bodies = rx.recv_many()
             except zmq.ZMQError:
                 return
-            except Exception:
-                log.warning("dropped a malformed reply from node %s", pid)
-                continue
             self._heard[pid] = time.monotonic()
-            entry = self._pending.get(rid)
-            if entry is not None:
-                entry[0].set((status, result))
+            for body in bodies:
+                try:
+                    rid, status, result = unpack(body)
+                except Exception:
+                    log.warning("dropped a malformed reply from node %s", pid)
+                    continue
+                entry = self._pending.get(rid)
+                if entry is not None:
+                    entry[0].set((status, result))
 
     def _on_ping(self, sender: int, payload: Any) -> dict:
         return {"node": self.node_id, "instance": self.instance, "ts": time.time()}
@@ -380,14 +393,19 @@ class Mesh:
         dealer.setsockopt(zmq.IDENTITY, f"0:probe{os.urandom(4).hex()}".encode())
         self._secure(dealer, server=False)
         dealer.connect(_tcp(router_addr))
+        rx = Receiver(dealer)
         try:
-            dealer.send(pack([0, wire.PING, None]))
+            try:
+                dealer.send(pack([0, wire.PING, None]), zmq.NOBLOCK)  # queued until connected
+            except zmq.Again:
+                return None
+            rx.poke()
             with gevent.Timeout(timeout, False):
-                _rid, status, result = unpack(dealer.recv())
+                _rid, status, result = unpack(rx.recv_many()[0])
                 return result if status == _STATUS_OK else None
             return None
         finally:
-            dealer.close(linger=0)
+            rx.close()
 
     # ------------------------------------------------------------------ broadcast
     def subscribe(self, kind: str, fn: Callable[[int, Any], None]) -> None:
@@ -429,22 +447,22 @@ class Mesh:
     def _sub_loop(self) -> None:
         while True:
             try:
-                data = self.sub.recv()
-                sender, instance, seq, kind, payload = unpack(data)
-            except gevent.GreenletExit:
-                return
+                frames = self._sub_rx.recv_many()
             except zmq.ZMQError:
                 if self._closed:
                     return
                 gevent.sleep(0.1)
                 continue
-            except Exception:
-                log.warning("dropped a malformed broadcast frame")
-                continue
-            try:
-                self._on_pub(sender, instance, seq, kind, payload)
-            except Exception:
-                log.exception("broadcast handling failed kind=%s from=%s", kind, sender)
+            for data in frames:
+                try:
+                    sender, instance, seq, kind, payload = unpack(data)
+                except Exception:
+                    log.warning("dropped a malformed broadcast frame")
+                    continue
+                try:
+                    self._on_pub(sender, instance, seq, kind, payload)
+                except Exception:
+                    log.exception("broadcast handling failed kind=%s from=%s", kind, sender)
 
     def _on_pub(self, sender: int, instance: str, seq: int, kind: str, payload: Any) -> None:
         if sender not in self.peers:
