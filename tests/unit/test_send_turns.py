@@ -1,4 +1,4 @@
-"""The leader's send path holds no lock across slots while it looks up person flags (a remote call).
+"""The send path holds no lock or shared reply across slots while it looks up person flags (a remote call).
 
 ``Messages._on_send`` runs with a stand-in node: the person-flags lookup of one uid
 blocks (its slot is failing over), and the proposal is recorded instead of replicated.
@@ -85,3 +85,20 @@ def test_sends_of_one_slot_keep_their_arrival_order():
     gevent.joinall([first, second], timeout=2)
     assert proposed == [(5, "stuck"), (5, "bob")]
     assert msgs._slot_turns == {}
+
+
+def test_the_origin_sends_each_slots_items_as_their_own_request():
+    """A msg.send reply waits for every item in it: a stuck slot's send must not share one with another slot's."""
+    from mesh.im.messages import _Batcher, _Pending
+
+    sent: list[tuple[int, list[tuple[int, str]]]] = []
+    svc = types.SimpleNamespace(_send_batch=lambda leader, batch: sent.append(
+        (leader, [(it.slot, it.req) for it in batch])))
+    b = _Batcher(svc, 2)
+    try:
+        for slot, name in [(5, "a"), (7, "b"), (5, "c"), (9, "d"), (7, "e")]:
+            b.add(_Pending(name, None, slot, 0.0, False, None))
+        gevent.sleep(0.05)
+        assert sorted(sent) == [(2, [(5, "a"), (5, "c")]), (2, [(7, "b"), (7, "e")]), (2, [(9, "d")])]
+    finally:
+        b.greenlet.kill()
