@@ -208,6 +208,8 @@ class Messages:
         retried up to the request timeout) holds up only the sends of the slot whose
         items need it. Each slot's items wait for the previous batch's items of the same
         slot (a turn taken on arrival, before anything yields), so seqs follow arrival.
+        This node's batchers send one slot per request; a batch of several slots comes
+        from a node of an earlier release during a rolling restart, and is still served.
         """
         results: list = [None] * len(items)
         groups: dict[int, list[int]] = {}
