@@ -58,7 +58,7 @@ from mesh.storage.entries import KIND_MSG, M_CHANNEL, M_CTYPE, M_FROM, M_SEQ, M_
 log = logging.getLogger("mesh.im.messages")
 
 R_NOT_LEADER = -1  # internal: the item must be re-routed
-BATCH_MAX = 500  # send items in one msg.send request
+BATCH_MAX = 500  # at most this many send items in one msg.send request
 REDELIVER_MAX = 5000  # a new leader re-delivers at most this many recent messages...
 REDELIVER_AGE = 60.0  # ...committed within this many seconds (older ones are for sync)
 
