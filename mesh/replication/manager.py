@@ -25,7 +25,7 @@ from mesh.base import metrics
 from mesh.base.wake_loop import WakeLoop
 from mesh.net import wire
 from mesh.net.transport import MeshError, Refused
-from mesh.replication.append_pipe import AppendPipes, serve_many
+from mesh.replication.append_pipe import PeerSenders, serve_many
 from mesh.replication.replica import FOLLOWER, LEADER, NONE, SlotReplica
 from mesh.storage.log_store import LogStore
 from mesh.storage.store import Store
@@ -61,7 +61,7 @@ class Replication:
         self._greenlets: list[gevent.Greenlet] = []
         self.truncated = 0
         m = node.mesh
-        self._pipes = AppendPipes(m.request)
+        self._senders = PeerSenders(m.request)
         m.handle(wire.REPL_APPEND, self._on_append)
         m.handle(wire.REPL_APPEND_MANY, lambda sender, reqs: serve_many(self._on_append, sender, reqs))
         m.handle(wire.REPL_PREPARE, self._on_prepare)
@@ -113,14 +113,20 @@ class Replication:
         gevent.killall(self._greenlets, block=False)
         for r in self.replicas.values():
             r.stop()
+        self._senders.close()
         self.store.close()
 
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         return self.node.mesh.request(peer, method, payload, timeout=timeout)
 
-    def append(self, peer: int, req: list, timeout: float) -> Any:
-        """One slot's ``repl.append`` to ``peer``, coalesced with other slots' (``mesh.replication.append_pipe``)."""
-        return self._pipes.call(peer, req, timeout)
+    def lead(self, replica: SlotReplica, peers: set[int]) -> None:
+        self._senders.lead(replica, peers)
+
+    def unlead(self, replica: SlotReplica) -> None:
+        self._senders.unlead(replica)
+
+    def wake(self, replica: SlotReplica) -> None:
+        self._senders.wake(replica)
 
     def session_alive(self) -> bool:
         m = self.node.membership

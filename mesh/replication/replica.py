@@ -6,8 +6,9 @@ commit index, recovery, in-sync members, next-index backoff) is made by the pure
 
 * persists what a core ``Ready`` names — hard state, log cut, entries — before any
   answer or request leaves (``_step``);
-* sends the leader's appends (one sender greenlet per follower and learner, paced
-  by heartbeats, coalesced per peer by ``append_pipe``) and recovery requests;
+* hands the leader's appends to the node's per-peer senders (``append_pipe``: it
+  asks ``append_request`` and steps the core with ``on_append_result``) and sends
+  recovery requests;
 * writes the leader's own entries (one writer greenlet, group commit);
 * applies committed entries to the slot's ``SlotState`` in one place (``_apply``):
   each entry once, in index order, whichever greenlet handed them over; the leader
@@ -44,8 +45,14 @@ class ReplicaHost(Protocol):
     def request(self, peer: int, method: str, payload: Any, timeout: float) -> Any:
         """A mesh request to ``peer`` (prepare, fetch); raises ``MeshError`` on failure."""
 
-    def append(self, peer: int, req: list, timeout: float) -> Any:
-        """An append request to ``peer``, coalesced with other slots' appends to it."""
+    def lead(self, replica: SlotReplica, peers: set[int]) -> None:
+        """Carry the replica's appends to ``peers`` (``mesh.replication.append_pipe.PeerSenders``)."""
+
+    def unlead(self, replica: SlotReplica) -> None:
+        """Stop carrying the replica's appends."""
+
+    def wake(self, replica: SlotReplica) -> None:
+        """The replica has something new for its peers: send it soon."""
 
     def session_alive(self) -> bool:
         """Whether this node's etcd session is alive (a leader serves only while it is)."""
@@ -65,7 +72,6 @@ class ReplicaHost(Protocol):
 
 log = logging.getLogger("mesh.replication.replica")
 
-HEARTBEAT = 0.3
 SNAPSHOT_EVERY = 20000  # applied entries between snapshots
 
 
@@ -92,8 +98,7 @@ class SlotReplica:
         self.lock = gevent.lock.RLock()  # serialises core steps with their log writes
         self.waiters: dict[int, gevent.event.AsyncResult] = {}
         self.meta: dict[int, Any] = {}  # leader-only facts about a pending entry (sender connection...)
-        self.senders: dict[int, gevent.Greenlet] = {}
-        self._send_event = gevent.event.Event()
+        self._backoff: dict[int, float] = {}  # peer -> seconds to wait after the next failed append
         self._flush_event = gevent.event.Event()
         self._writer: gevent.Greenlet | None = None
         self._apply_q: deque[tuple] = deque()
@@ -259,7 +264,7 @@ class SlotReplica:
 
     def nudge(self) -> None:
         """Wake the leader's senders now instead of at the next heartbeat."""
-        self._send_event.set()
+        self.mgr.wake(self)
 
     def step_down(self, why: str) -> None:
         log.info("slot %d: stepping down at term %d (%s)", self.slot, self.core.term, why)
@@ -270,11 +275,7 @@ class SlotReplica:
 
     def _left_leadership(self, why: str) -> None:
         self._leading = 0
-        me = gevent.getcurrent()
-        for g in self.senders.values():
-            if g is not me:
-                g.kill(block=False)
-        self.senders = {}
+        self.mgr.unlead(self)
         self._ready_term = 0
         self._fail_waiters(why)
 
@@ -344,7 +345,7 @@ class SlotReplica:
             pass  # logged; the core starts a new recovery round
         if self.core.unflushed:
             self._wake_writer()
-        self._send_event.set()
+        self.mgr.wake(self)
 
     # ------------------------------------------------------------------ leader: proposing
     def propose(self, kind: int, data: Any, meta: Any = None) -> gevent.event.AsyncResult:
@@ -362,7 +363,7 @@ class SlotReplica:
                 self.meta[first + i] = m
             out.append(ar)
         self._wake_writer()
-        self._send_event.set()
+        self.mgr.wake(self)
         return out
 
     def propose_op(self, op: str, args: dict, timeout: float = 10.0) -> Any:
@@ -400,46 +401,29 @@ class SlotReplica:
 
     # ------------------------------------------------------------------ leader: replication
     def _sync_senders(self) -> None:
-        targets = {n for n in self.core.voters + self.core.learners if n != self.node_id}
-        for n in list(self.senders):
-            if n not in targets:
-                self.senders.pop(n).kill(block=False)
-        for n in targets:
-            g = self.senders.get(n)
-            if g is not None and not g.dead and getattr(g, "term", None) == self.core.term:
-                continue
-            if g is not None:
-                g.kill(block=False)
-            g = gevent.spawn(self._sender, n, self.core.term)
-            g.term = self.core.term
-            self.senders[n] = g
+        """Have the node's per-peer senders carry this slot to its followers and learners."""
+        self.mgr.lead(self, {n for n in self.core.voters + self.core.learners if n != self.node_id})
 
-    def _sender(self, peer: int, term: int) -> None:
-        backoff = 0.05
-        core = self.core
-        while core.role == LEADER and core.term == term and not self.stopped and self.core is core:
-            req = core.append_request(peer)
-            if req is None:
-                self._send_event.clear()
-                # heartbeats of every slot fall on the same ticks, so the append pipe sends
-                # them to each peer as one request
-                self._send_event.wait(timeout=HEARTBEAT - time.monotonic() % HEARTBEAT + 0.001)
-                req = core.append_request(peer, heartbeat=True)
-                if req is None:
-                    continue
-            try:
-                r = self.mgr.append(peer, list(req), timeout=5.0)
-            except (MeshError, StoreError) as exc:
-                if not isinstance(exc, RemoteError):
-                    gevent.sleep(backoff)
-                    backoff = min(backoff * 2, 1.0)
-                else:
-                    log.warning("slot %d: append to node %s failed: %s", self.slot, peer, exc)
-                    gevent.sleep(0.5)
-                continue
-            backoff = 0.05
-            self.core.now = time.monotonic()
-            self._step(core.on_append_reply, peer, req, r)
+    def append_request(self, peer: int, heartbeat: bool) -> wire.Append | None:
+        """This leadership's next append to ``peer`` (``mesh.replication.append_pipe`` sends it), or None."""
+        if not self._leading or self.stopped:
+            return None
+        return self.core.append_request(peer, heartbeat=heartbeat)
+
+    def on_append_result(self, peer: int, req: wire.Append, reply: Any) -> float:
+        """Step the core with ``peer``'s answer to ``req`` (a dict, or the ``MeshError`` it failed with);
+        returns how long to wait before the next append to ``peer``."""
+        if isinstance(reply, MeshError):
+            if isinstance(reply, RemoteError):
+                log.warning("slot %d: append to node %s failed: %s", self.slot, peer, reply)
+                return 0.5
+            backoff = self._backoff.get(peer, 0.05)
+            self._backoff[peer] = min(backoff * 2, 1.0)
+            return backoff
+        self._backoff.pop(peer, None)
+        self.core.now = time.monotonic()
+        self._step(self.core.on_append_reply, peer, req, reply)
+        return 0.0
 
     # ------------------------------------------------------------------ applying
     def _apply(self, entries: list[tuple]) -> None:

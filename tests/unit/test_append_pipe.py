@@ -1,11 +1,35 @@
-"""Coalescing of per-slot appends into one request per peer, and per-slot results and refusals."""
+"""The per-peer senders of replication appends: one request per peer for many slots, one append
+in flight per slot, per-slot results and refusals, backoff after failures, shared heartbeats."""
 from __future__ import annotations
 
 import gevent
-import pytest
 
+from mesh.net import wire
 from mesh.net.transport import PeerUnreachable, Refused, RemoteError
-from mesh.replication.append_pipe import AppendPipes, serve_many
+from mesh.replication.append_pipe import PeerSenders, serve_many
+
+
+class Slot:
+    """A leading replica as the senders see it: ``pending`` entries to send, each reply recorded."""
+
+    def __init__(self, slot: int, pending: int = 1, delay: float = 0.0) -> None:
+        self.slot = slot
+        self.term = 1
+        self.pending = pending
+        self.delay = delay
+        self.sent: list[tuple[int, int, bool]] = []  # (peer, entries, heartbeat)
+        self.results: list = []
+
+    def append_request(self, peer: int, heartbeat: bool):
+        if not self.pending and not heartbeat:
+            return None
+        n, self.pending = self.pending, 0
+        self.sent.append((peer, n, heartbeat))
+        return wire.Append(self.slot, self.term, 1, 0, 0, [[i] for i in range(n)], 0)
+
+    def on_append_result(self, peer: int, req, reply) -> float:
+        self.results.append(reply)
+        return self.delay if isinstance(reply, Exception) else 0.0
 
 
 def follower(sender, req):
@@ -18,32 +42,91 @@ def follower(sender, req):
     return {"ok": True, "slot": slot, "from": sender}
 
 
-def test_one_request_per_hub_turn_and_per_slot_results():
+def test_one_request_for_every_woken_slot_and_per_slot_results():
     calls = []
 
     def request(peer, method, reqs, timeout):
-        calls.append((peer, method, len(reqs)))
+        calls.append((peer, method, [r[0] for r in reqs]))
         return serve_many(follower, 1, reqs)
 
-    pipes = AppendPipes(request)
-    jobs = {slot: gevent.spawn(pipes.call, 2, [slot], 1.0) for slot in range(20)}
-    gevent.joinall(list(jobs.values()))
-    assert calls == [(2, "repl.append_many", 20)]
-    assert [jobs[s].value["slot"] for s in range(20)] == list(range(20))
-    bad = {slot: gevent.spawn(pipes.call, 2, [slot], 1.0) for slot in (12, 113, 114)}
-    gevent.joinall(list(bad.values()))
-    assert bad[12].value["ok"]
-    assert isinstance(bad[113].exception, RemoteError) and bad[113].exception.code == "not_member"
-    assert isinstance(bad[114].exception, RemoteError) and "boom" in str(bad[114].exception)
+    senders = PeerSenders(request, heartbeat=60)
+    slots = [Slot(s) for s in list(range(20)) + [113, 114]]
+    for s in slots:
+        senders.lead(s, {2})
+    gevent.sleep(0.1)
+    assert calls == [(2, "repl.append_many", [s.slot for s in slots])]
+    for s in slots[:20]:
+        assert s.results == [{"ok": True, "slot": s.slot, "from": 1}]
+    assert isinstance(slots[20].results[0], RemoteError) and slots[20].results[0].code == "not_member"
+    assert isinstance(slots[21].results[0], RemoteError) and "boom" in str(slots[21].results[0])
+    senders.close()
 
 
-def test_transport_failure_reaches_every_slot_of_the_batch():
+def test_one_append_in_flight_per_slot_and_its_sender_sends_what_follows():
+    calls = []
+
     def request(peer, method, reqs, timeout):
-        raise PeerUnreachable(f"node {peer} is not a live member")
+        calls.append([(r[0], len(r[5])) for r in reqs])
+        gevent.sleep(0.05)
+        return [{"ok": True} for _ in reqs]
 
-    pipes = AppendPipes(request)
-    jobs = [gevent.spawn(pipes.call, 3, [s], 1.0) for s in range(5)]
-    gevent.joinall(jobs)
-    assert all(isinstance(j.exception, PeerUnreachable) for j in jobs)
-    with pytest.raises(PeerUnreachable):
-        pipes.call(3, [1], 1.0)
+    senders = PeerSenders(request, heartbeat=60)
+    a = Slot(1)
+    senders.lead(a, {2})
+    gevent.sleep(0.01)  # a's first append is in flight
+    for _ in range(3):
+        a.pending += 1
+        senders.wake(a)
+        gevent.sleep(0.005)
+    gevent.sleep(0.2)
+    assert calls == [[(1, 1)], [(1, 3)]]
+    assert len(a.results) == 2
+    senders.close()
+
+
+def test_a_transport_failure_reaches_every_slot_and_each_retries_after_its_backoff():
+    calls = []
+
+    def request(peer, method, reqs, timeout):
+        calls.append(len(reqs))
+        if len(calls) == 1:
+            raise PeerUnreachable(f"node {peer} is not a live member")
+        return [{"ok": True} for _ in reqs]
+
+    senders = PeerSenders(request, heartbeat=60)
+    slots = [Slot(s, delay=0.3) for s in range(5)]
+    for s in slots:
+        senders.lead(s, {3})
+    gevent.sleep(0.02)
+    assert calls == [5]
+    assert all(isinstance(s.results[0], PeerUnreachable) for s in slots)
+    for s in slots:
+        s.pending = 1  # what failed is sent again once the backoff is over
+    gevent.sleep(0.1)
+    assert calls == [5], "a slot waits out its backoff"
+    gevent.sleep(0.4)
+    assert calls == [5, 5]
+    assert all(s.results[1] == {"ok": True} for s in slots)
+    senders.close()
+
+
+def test_heartbeats_of_all_slots_to_a_peer_are_one_request_per_tick():
+    calls = []
+
+    def request(peer, method, reqs, timeout):
+        calls.append((peer, len(reqs)))
+        return [{"ok": True} for _ in reqs]
+
+    senders = PeerSenders(request, heartbeat=0.05)
+    slots = [Slot(s, pending=0) for s in range(10)]
+    for s in slots:
+        senders.lead(s, {2, 3})
+    gevent.sleep(0.23)
+    assert 6 <= len(calls) <= 10, calls  # 4 ticks (give or take one) to each of two peers
+    assert set(calls) == {(2, 10), (3, 10)}
+    assert all(hb for s in slots for _p, _n, hb in s.sent)
+    senders.unlead(slots[0])
+    calls.clear()
+    gevent.sleep(0.1)
+    assert calls and set(calls) == {(2, 9), (3, 9)}, "a slot no longer led is no longer carried"
+    senders.close()
