@@ -79,7 +79,7 @@ def _unpad(data: bytes) -> bytes:
 class SessionCipher:
     """AES-128-CBC with the session's key and static IV, as WuKongIM uses it."""
 
-    __slots__ = ("key", "iv", "_algo", "_mode", "_enc", "_chain", "_d_iv")
+    __slots__ = ("key", "iv", "_algo", "_mode", "_enc", "_chain", "_d_iv", "_dec", "_dchain", "_iv_int")
 
     def __init__(self, key: bytes, iv: bytes) -> None:
         if len(key) != 16 or len(iv) != 16:
@@ -95,6 +95,11 @@ class SessionCipher:
         self._enc = Cipher(self._algo, self._mode).encryptor()
         self._chain = iv
         self._d_iv = int.from_bytes(Cipher(self._algo, modes.ECB()).decryptor().update(iv), "big")
+        # One CBC decryptor too: it XORs a message's first block with the previous message's
+        # last ciphertext block instead of the IV, which ``decrypt`` undoes.
+        self._dec = Cipher(self._algo, self._mode).decryptor()
+        self._dchain = iv
+        self._iv_int = int.from_bytes(iv, "big")
 
     @classmethod
     def from_salt(cls, key: bytes, salt: str) -> SessionCipher:
@@ -123,8 +128,12 @@ class SessionCipher:
             raise CryptoError("payload is not base64") from None
         if not raw or len(raw) % 16:
             raise CryptoError("payload is not a whole number of AES blocks")
-        dec = Cipher(self._algo, self._mode).decryptor()
-        return _unpad(dec.update(raw) + dec.finalize())
+        out = self._dec.update(raw)
+        chain, self._dchain = self._dchain, raw[-16:]
+        if chain != self.iv:
+            first = int.from_bytes(out[:16], "big") ^ int.from_bytes(chain, "big") ^ self._iv_int
+            out = first.to_bytes(16, "big") + out[16:]
+        return _unpad(out)
 
     def msg_key(self, sign: bytes) -> str:
         return hashlib.md5(base64.b64encode(self._raw_encrypt(sign))).hexdigest()
