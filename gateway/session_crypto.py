@@ -95,9 +95,10 @@ class SessionCipher:
         self._enc = Cipher(self._algo, self._mode).encryptor()
         self._chain = iv
         self._d_iv = int.from_bytes(Cipher(self._algo, modes.ECB()).decryptor().update(iv), "big")
-        # One CBC decryptor too: it XORs a message's first block with the previous message's
-        # last ciphertext block instead of the IV, which ``decrypt`` undoes.
-        self._dec = Cipher(self._algo, self._mode).decryptor()
+        # One CBC decryptor too, made at the first SEND (an idle connection holds none): it XORs
+        # a message's first block with the previous message's last ciphertext block instead of
+        # the IV, which ``decrypt`` undoes.
+        self._dec = None
         self._dchain = iv
         self._iv_int = int.from_bytes(iv, "big")
 
@@ -128,6 +129,8 @@ class SessionCipher:
             raise CryptoError("payload is not base64") from None
         if not raw or len(raw) % 16:
             raise CryptoError("payload is not a whole number of AES blocks")
+        if self._dec is None:
+            self._dec = Cipher(self._algo, self._mode).decryptor()
         out = self._dec.update(raw)
         chain, self._dchain = self._dchain, raw[-16:]
         if chain != self.iv:
