@@ -64,6 +64,8 @@ class _Peer:
 
 
 class PeerSenders:
+    """This node's senders of replication appends, one greenlet per follower node (see the module)."""
+
     def __init__(self, request: Callable[..., Any], heartbeat: float = HEARTBEAT,
                  timeout: float = APPEND_TIMEOUT) -> None:
         self._request = request
@@ -116,8 +118,7 @@ class PeerSenders:
 
     def _loop(self, p: _Peer) -> None:
         hb = self.heartbeat
-        # every node's ticks fall on the same wall of monotonic time, so a peer's heartbeats
-        # of all slots are one request
+        # on a tick this greenlet asks every slot it carries: all of them go in one request
         next_beat = (time.monotonic() // hb + 1) * hb
         while True:
             if not p.dirty:
