@@ -167,6 +167,9 @@ class PeerSenders:
                     raise MeshError(f"{len(replies)} replies to {len(batch)} appends")
             except MeshError as exc:
                 replies = [exc] * len(batch)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not leave the batch's slots busy for good
+                log.exception("sending %d append(s) to node %s failed", len(batch), p.node)
+                replies = [MeshError(f"sending the appends failed: {type(exc).__name__}: {exc}")] * len(batch)
             again = []
             for (r, req), reply in zip(batch, replies):
                 if isinstance(reply, list):  # [code, detail] of a refusal or failure of this slot's append

@@ -6,9 +6,10 @@ import time
 
 import gevent
 import gevent.event
+import pytest
 
 from mesh.net import wire
-from mesh.net.transport import PeerUnreachable, Refused, RemoteError
+from mesh.net.transport import MeshError, PeerUnreachable, Refused, RemoteError
 from mesh.replication.append_pipe import PeerSenders, serve_many
 
 
@@ -99,13 +100,18 @@ def test_one_append_in_flight_per_slot_and_its_sender_sends_what_follows():
     senders.close()
 
 
-def test_a_transport_failure_reaches_every_slot_and_each_retries_after_its_backoff():
+@pytest.mark.parametrize("exc, seen", [
+    (PeerUnreachable("node 3 is not a live member"), PeerUnreachable),
+    # not a MeshError: a bug, not the network; the slots must not stay busy for good
+    (TypeError("cannot pack"), MeshError),
+], ids=["transport", "unexpected"])
+def test_a_failed_request_reaches_every_slot_and_each_retries_after_its_backoff(exc, seen):
     calls = []
 
     def request(peer, method, reqs, timeout):
         calls.append(len(reqs))
         if len(calls) == 1:
-            raise PeerUnreachable(f"node {peer} is not a live member")
+            raise exc
         return [{"ok": True} for _ in reqs]
 
     senders = PeerSenders(request, heartbeat=60)
@@ -115,7 +121,7 @@ def test_a_transport_failure_reaches_every_slot_and_each_retries_after_its_backo
     until(lambda: all(s.results for s in slots))
     failed_at = time.monotonic()
     assert calls == [5]
-    assert all(isinstance(s.results[0], PeerUnreachable) for s in slots)
+    assert all(type(s.results[0]) is seen for s in slots), [s.results[0] for s in slots]
     for s in slots:
         s.pending = 1  # what failed is sent again once the backoff is over
         senders.wake(s)
