@@ -10,7 +10,8 @@ append in flight to a peer; the greenlet that sent a batch steps each slot with
 its reply and sends those slots' next appends itself, so a burst of messages on a
 slot costs no further wake of the loop. Several batches may be in flight, so no
 slot waits for another slot's reply; a slot whose append failed waits out its
-backoff on its own.
+backoff on its own. A peer's sender ends once no slot is carried to it and none
+of its appends is in flight or backing off (the node left, or the leaders moved).
 
 The follower side (``serve_many``) runs the appends of a batch concurrently, so
 they share one group commit of its store, and answers with one reply listing each
@@ -121,6 +122,10 @@ class PeerSenders:
         # on a tick this greenlet asks every slot it carries: all of them go in one request
         next_beat = (time.monotonic() // hb + 1) * hb
         while True:
+            if not p.slots and not p.busy:  # no slot is led to this node any more (it left, or leaders moved)
+                if self._peers.get(p.node) is p:
+                    del self._peers[p.node]  # a later lead() to it starts a new sender
+                return
             if not p.dirty:
                 p.event.clear()
                 wait = next_beat - time.monotonic()

@@ -129,7 +129,7 @@ def test_a_failed_request_reaches_every_slot_and_each_retries_after_its_backoff(
     if time.monotonic() - failed_at < 0.9:
         assert calls == [5], "a slot waits out its backoff"
     until(lambda: all(len(s.results) == 2 for s in slots))
-    assert calls == [5, 5]
+    assert calls[0] == 5 and sum(calls[1:]) == 5, calls  # (a loaded machine may fire the 5 backoffs apart)
     assert all(s.results[1] == {"ok": True} for s in slots)
     senders.close()
 
@@ -153,4 +153,27 @@ def test_heartbeats_of_all_slots_to_a_peer_are_one_request_per_tick():
     calls.clear()
     until(lambda: len(calls) >= 4)
     assert calls[-2:] in ([(2, 9), (3, 9)], [(3, 9), (2, 9)]), "a slot no longer led is no longer carried"
+    senders.close()
+
+
+def test_a_peer_no_slot_is_led_to_any_more_loses_its_sender_and_gets_a_new_one_when_led_again():
+    def request(peer, method, reqs, timeout):
+        return serve_many(follower, 1, reqs)
+
+    senders = PeerSenders(request, heartbeat=0.05)
+    a, b = Slot(1), Slot(2)
+    senders.lead(a, {2, 3})
+    senders.lead(b, {2, 3})
+    until(lambda: len(a.results) >= 2 and len(b.results) >= 2)
+    old = senders._peers[3].greenlet
+    senders.lead(a, {2})  # node 3 left: every slot stops replicating to it
+    senders.lead(b, {2})
+    until(lambda: 3 not in senders._peers and old.dead)
+    assert set(senders._peers) == {2} and not senders._peers[2].greenlet.dead
+    sent = len([s for s in a.sent if s[0] == 3])
+    gevent.sleep(0.2)  # several heartbeat ticks: nothing more goes to node 3
+    assert len([s for s in a.sent if s[0] == 3]) == sent
+    senders.lead(a, {2, 3})  # node 3 is back
+    until(lambda: len([s for s in a.sent if s[0] == 3]) > sent)
+    assert not senders._peers[3].greenlet.dead
     senders.close()
