@@ -10,6 +10,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skein: invalid configuration: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])
+    from mesh.base import sched
+
+    logging.getLogger("mesh").info("scheduling: %s", sched.apply(cfg["schedBatch"]))
 
     from coordinator.etcd_client import EtcdUnavailable
     from coordinator.membership import DuplicateNodeError
@@ -47,15 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node.start()
     except (DuplicateNodeError, EtcdUnavailable) as exc:
-        import logging
-
         logging.getLogger("mesh").error("cannot start: %s", exc)
         print(f"skein: cannot start node {cfg.node_id}: {exc}", file=sys.stderr)
         node.close()
         return 3
     except OSError as exc:
-        import logging
-
         logging.getLogger("mesh").error("cannot start: %s", exc)
         print(f"skein: cannot start node {cfg.node_id}: {exc}", file=sys.stderr)
         node.close()

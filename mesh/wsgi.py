@@ -37,10 +37,11 @@ def start_node_in_worker(worker, cfg: Config) -> None:
     from api.app import create_apps
     from coordinator.etcd_client import EtcdUnavailable
     from coordinator.membership import DuplicateNodeError
-    from mesh.base import logs
+    from mesh.base import logs, sched
     from mesh.node import Node
 
     logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])
+    log.info("scheduling: %s", sched.apply(cfg["schedBatch"]))
     node = Node(cfg, serve_http=False)
     try:
         node.start()

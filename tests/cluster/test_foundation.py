@@ -45,6 +45,15 @@ def wait_table_settled(cluster, nodes=None):
     return wait_until(settled, 30, what="every node to see the same settled slot table")
 
 
+def policies(pid: int) -> list[int]:
+    """The scheduling policy of each thread of ``pid`` (field 41 of /proc/<pid>/task/<tid>/stat)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+            out.append(int(fh.read().rsplit(")", 1)[1].split()[38]))
+    return out
+
+
 def test_three_nodes_agree_on_members_and_balanced_slot_table(cluster3):
     nodes = list(cluster3.nodes.values())
     for n in nodes:
@@ -67,6 +76,8 @@ def test_three_nodes_agree_on_members_and_balanced_slot_table(cluster3):
     for name in ("skein_cluster_members 3.0", "skein_mesh_pub_gaps_total", "skein_slots_led", "skein_etcd_up 1.0",
                  "skein_redis_up 1.0"):
         assert name in metrics_text, name
+    threads = policies(nodes[0].proc.pid)  # schedBatch (default on): every thread, the ZeroMQ and store ones too
+    assert len(threads) > 3 and set(threads) == {os.SCHED_BATCH}, threads
 
 
 def test_kill9_controller_then_restart(cluster3):
@@ -168,6 +179,8 @@ def test_gunicorn_node_joins_and_drains_on_sigterm(make_cluster):
     assert g.get("/health")[0] == 200
     master_cmd = open(f"/proc/{g.proc.pid}/cmdline", "rb").read()
     assert b"gunicorn" in master_cmd
+    workers = open(f"/proc/{g.proc.pid}/task/{g.proc.pid}/children").read().split()
+    assert len(workers) == 1 and set(policies(int(workers[0]))) == {os.SCHED_BATCH}  # the worker runs the node
     wait_until(lambda: slots(c.nodes[1])["slots"] and any(s["leader"] == 3 for s in slots(c.nodes[1])["slots"]),
                10, what="node 3 to lead slots")
     # SIGTERM: health turns 503 before the node leaves, its leaderships move, it leaves at once.
