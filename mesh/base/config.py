@@ -176,6 +176,7 @@ KEYS: tuple[Key, ...] = (
         "Run the node's threads under Linux's `SCHED_BATCH` policy: a thread that wakes waits for the running "
         "one to block or use up its slice instead of preempting it, so the node's many hand-offs (event loop, "
         "ZeroMQ's I/O thread, storage workers) make fewer context switches; an idle CPU still runs it at once. "
+        "When every CPU is busy, tails get longer (a woken thread waits out the running task's slice). "
         "`false`: the default policy."),
     Key("httpAddr", parse_addr, "0.0.0.0:5001", "Listen address of the WuKongIM-compatible HTTP API."),
     Key("tcpAddr", parse_addr, "0.0.0.0:5100", "Listen address for binary WKProto clients over TCP."),

@@ -2,12 +2,14 @@
 
 A node is a handful of threads that wake each other all the time: the event loop,
 ZeroMQ's I/O thread, the storage workers. Under Linux's default policy a woken thread
-preempts the one running on its CPU, so every hand-off (a mesh send waking the I/O
+usually preempts the one running on its CPU, so a hand-off (a mesh send waking the I/O
 thread, a reply waking the loop) is a context switch at once. Under ``SCHED_BATCH``
 a wake-up does not preempt: the woken thread runs when the CPU's current task blocks
 or its slice ends, and hand-offs pile up into fewer switches. An idle CPU still runs
 a woken thread at once; the policy needs no privilege and leaves the nice value alone.
-Measured in docs/BENCHMARKS.md ("2026-12-04, evening").
+The cost: when every CPU is busy, a woken node thread waits out the running task's
+slice, so tails get longer at saturation. Measured both ways in docs/BENCHMARKS.md
+("2026-12-04, evening").
 
 ``apply`` sets the policy of every thread the process has; threads started later
 inherit it from the thread that starts them.
