@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])
     from mesh.base import sched
 
-    logging.getLogger("mesh").info("scheduling: %s", sched.apply(cfg["schedBatch"]))
+    sched.apply(cfg["schedBatch"])
 
     from coordinator.etcd_client import EtcdUnavailable
     from coordinator.membership import DuplicateNodeError

@@ -41,7 +41,7 @@ def start_node_in_worker(worker, cfg: Config) -> None:
     from mesh.node import Node
 
     logs.setup(cfg.node_id, "DEBUG" if cfg["mode"] == "debug" else cfg["logger.level"], cfg["logger.dir"])
-    log.info("scheduling: %s", sched.apply(cfg["schedBatch"]))
+    sched.apply(cfg["schedBatch"])
     node = Node(cfg, serve_http=False)
     try:
         node.start()

@@ -23,7 +23,13 @@ log = logging.getLogger("mesh.base.sched")
 
 
 def apply(batch: bool) -> str:
-    """Put every thread of this process under SCHED_BATCH (``batch``) and say what was done."""
+    """Put every thread of this process under SCHED_BATCH (``batch``); log and return what was done."""
+    said = _apply(batch)
+    log.info("scheduling: %s", said)
+    return said
+
+
+def _apply(batch: bool) -> str:
     if not batch:
         return "default scheduling policy (schedBatch off)"
     policy = getattr(os, "SCHED_BATCH", None)
